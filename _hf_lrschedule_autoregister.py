@@ -1,0 +1,79 @@
+"""Registers `linear_refined` with transformers as soon as transformers' own modules load (stdlib only).
+
+Installed with hf_lrschedule, `hf_lrschedule.pth` imports this module at interpreter start, so a stock training
+script that never imports hf_lrschedule still accepts `--lr_scheduler_type linear_refined` and can unpickle a
+`training_args.bin` that names it. It costs one dict lookup per import until transformers loads. Set
+HF_LRSCHEDULE_AUTOREGISTER=0 to switch it off (then `import hf_lrschedule` registers instead).
+
+The enum is extended right after `transformers.trainer_utils` executes (before any HfArgumentParser can freeze
+its choices) and the factory is added right after `transformers.optimization` executes; each hook imports only
+what has already loaded, so no import cycle can form.
+"""
+
+from __future__ import annotations
+
+import importlib.abc
+import os
+import sys
+
+ENV_SWITCH = "HF_LRSCHEDULE_AUTOREGISTER"
+_HOOKS = {
+    "transformers.trainer_utils": "extend_scheduler_type",
+    "transformers.optimization": "register_scheduler_function",
+}
+
+
+def _run_hook(module_name: str) -> None:
+    from hf_lrschedule.integrations import transformers as integration
+
+    getattr(integration, _HOOKS[module_name])()
+
+
+class _RegisteringLoader(importlib.abc.Loader):
+    def __init__(self, loader: importlib.abc.Loader, name: str):
+        self._loader = loader
+        self._name = name
+
+    def create_module(self, spec):
+        return self._loader.create_module(spec)
+
+    def exec_module(self, module) -> None:
+        self._loader.exec_module(module)
+        _run_hook(self._name)
+
+    def __getattr__(self, attribute):  # get_source, get_filename, ... for tools that inspect the loader
+        return getattr(self._loader, attribute)
+
+
+class _RegisteringFinder(importlib.abc.MetaPathFinder):
+    def find_spec(self, fullname, path, target=None):
+        if fullname not in _HOOKS:
+            return None
+        spec = None
+        for finder in sys.meta_path:  # whichever finder would have loaded it (path, editable installs, zip)
+            if finder is self or not hasattr(finder, "find_spec"):
+                continue
+            spec = finder.find_spec(fullname, path, target)
+            if spec is not None:
+                break
+        if spec is None or spec.loader is None or not hasattr(spec.loader, "exec_module"):
+            return spec
+        spec.loader = _RegisteringLoader(spec.loader, fullname)
+        return spec
+
+
+def enabled() -> bool:
+    return os.environ.get(ENV_SWITCH, "1").strip().lower() not in ("0", "false", "no", "off")
+
+
+def install() -> None:
+    """Install the import hook once; run the hooks of transformers modules that are already loaded."""
+    if not any(isinstance(finder, _RegisteringFinder) for finder in sys.meta_path):
+        sys.meta_path.insert(0, _RegisteringFinder())
+    for name in _HOOKS:
+        if name in sys.modules:
+            _run_hook(name)
+
+
+if enabled():
+    install()

@@ -1,0 +1,132 @@
+"""`hf-lrschedule`: refine a schedule from gradient norms, show a schedule file, list schedules, run a pilot."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import warnings
+from collections.abc import Sequence
+
+import numpy as np
+
+from . import __version__
+from .refine import DEFAULT_MAX_NORM_RATIO, DEFAULT_SMOOTHING, refinement_details
+from .sources import atomic_write_json, load_grad_norms, load_schedule, schedule_payload
+
+SUMMARY_FRACTIONS = (0.0, 0.25, 0.5, 0.75, 0.95)
+
+
+def schedule_summary(multipliers: Sequence[float]) -> str:
+    """Peak position and the values at the start, 25/50/75/95 % of training (multipliers at fractions k/T)."""
+    values = np.asarray(multipliers, dtype=float)
+    steps = values.size - 1
+    peak = int(np.argmax(values))
+    parts = [f"steps: {steps}", f"peak: step {peak} ({100 * peak / steps:.1f}% of training)"]
+    parts += [f"at {int(100 * f)}%: {values[round(f * steps)]:.4f}" for f in SUMMARY_FRACTIONS]
+    return "\n".join(parts)
+
+
+def _add_refine_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--norm", choices=("l2", "l1"), default="l2", help="l2: w = G^-2 (default); l1: w = G^-1")
+    parser.add_argument("--smoothing", type=float, default=DEFAULT_SMOOTHING, help="median width, fraction of T")
+    parser.add_argument("--guard", choices=("clip", "none"), default="clip", help="'none' = the paper's formula")
+    parser.add_argument("--max-norm-ratio", type=float, default=DEFAULT_MAX_NORM_RATIO, help="R of the clip guard")
+
+
+def _refine(args: argparse.Namespace) -> int:
+    if args.steps <= 0:
+        raise ValueError(f"--steps must be a positive number of optimizer steps, got {args.steps}")
+    log = load_grad_norms(args.source)
+    raw = log.series(args.norm)
+    details = refinement_details(
+        raw,
+        args.steps,
+        norm=args.norm,
+        smoothing=args.smoothing,
+        guard=args.guard,
+        max_norm_ratio=args.max_norm_ratio,
+        positions=log.positions(),
+    )
+    settings = {"norm": args.norm, "smoothing": args.smoothing, "guard": args.guard, "max_norm_ratio": args.max_norm_ratio}
+    payload = schedule_payload(
+        details.multipliers, num_training_steps=args.steps, source=str(args.source), settings=settings,
+        peak_fraction=details.peak_fraction,
+    )
+    atomic_write_json(args.output, payload)
+    print(schedule_summary(details.multipliers))
+    print(f"wrote {args.output}")
+    if args.plot:
+        from .plotting import plot_refinement
+
+        plot_refinement(details, np.asarray(raw, dtype=float), args.plot, title=str(args.source), norm=args.norm)
+        print(f"wrote {args.plot}")
+    return 0
+
+
+def _show(args: argparse.Namespace) -> int:
+    data = load_schedule(args.schedule)
+    print(schedule_summary(data["multipliers"]))
+    for key in ("source", "settings"):
+        if key in data:
+            print(f"{key}: {data[key]}")
+    return 0
+
+
+def _list(args: argparse.Namespace) -> int:
+    from transformers.trainer_utils import SchedulerType
+
+    import hf_lrschedule  # noqa: F401  (registers linear_refined)
+
+    for member in SchedulerType:
+        print(member.value)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="hf-lrschedule",
+        description="Refined learning-rate schedules (Defazio et al., arXiv 2310.07831) for the Hugging Face stack.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    refine = sub.add_parser(
+        "refine",
+        help="compute a refined schedule from gradient norms",
+        description="Read gradient norms (recorder JSON, trainer_state.json, W&B CSV), write the refined schedule.",
+    )
+    refine.add_argument("source", help="gradient-norm file")
+    refine.add_argument("--steps", type=int, required=True, help="optimizer steps T of the run to schedule")
+    refine.add_argument("-o", "--output", required=True, help="schedule JSON to write")
+    refine.add_argument("--plot", help="also draw a PNG of norms and schedule")
+    _add_refine_options(refine)
+    refine.set_defaults(handler=_refine)
+
+    show = sub.add_parser("show", help="summarise a schedule file")
+    show.add_argument("schedule", help="schedule JSON written by `refine` or the pilot")
+    show.set_defaults(handler=_show)
+
+    listing = sub.add_parser("list", help="list transformers' lr_scheduler_type values (with linear_refined)")
+    listing.set_defaults(handler=_list)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("always")
+            warnings.showwarning = _show_warning
+            return args.handler(args)
+    except (OSError, ValueError, TypeError) as error:
+        print(f"hf-lrschedule {args.command}: error: {error}", file=sys.stderr)
+        return 2
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    print(f"warning: {message}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,80 @@
+"""`linear_refined` and gradient-norm recording in custom `accelerate` loops.
+
+Caveat handled here, in one place: `accelerator.prepare(scheduler)` steps a scheduler `num_processes` times per
+optimizer update unless `split_batches=True` (accelerate/scheduler.py). `create_accelerate_scheduler` prepares
+the scheduler itself and tells its multiplier how many scheduler steps make one update, so 1 and N processes see
+the same learning rate at every update.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from typing import Any
+
+import torch
+from accelerate import Accelerator
+from torch.optim import Optimizer
+
+from ..recording import GradNormRecorder
+from .trainer_callback import unclip
+from .transformers import get_linear_refined_schedule
+
+
+def scheduler_steps_per_update(accelerator: Accelerator) -> int:
+    """How many times a prepared scheduler is stepped per optimizer update."""
+    if accelerator.step_scheduler_with_optimizer and not accelerator.split_batches:
+        return accelerator.num_processes
+    return 1
+
+
+def create_accelerate_scheduler(
+    accelerator: Accelerator,
+    optimizer: Optimizer,
+    *,
+    num_training_steps: int,
+    num_warmup_steps: int = 0,
+    **lr_scheduler_kwargs: Any,
+):
+    """The `linear_refined` scheduler for a custom loop, already passed through `accelerator.prepare`.
+
+    Count `num_training_steps` in optimizer updates (as the Trainer does), whatever the number of processes;
+    call `scheduler.step()` once per iteration after `optimizer.step()`, as usual.
+    """
+    scheduler = get_linear_refined_schedule(
+        optimizer,
+        num_warmup_steps,
+        num_training_steps,
+        steps_per_update=scheduler_steps_per_update(accelerator),
+        **lr_scheduler_kwargs,
+    )
+    return accelerator.prepare_scheduler(scheduler)
+
+
+def clip_grad_norm_and_record(
+    accelerator: Accelerator,
+    parameters: Iterable[torch.nn.Parameter],
+    max_norm: float | None,
+    recorder: GradNormRecorder | None,
+    step: int,
+    *,
+    record_l1: bool = False,
+) -> float | None:
+    """`accelerator.clip_grad_norm_` that also records the pre-clip norm of update `step` (1-based).
+
+    Call it where you would call `clip_grad_norm_` (it does nothing while gradients accumulate, i.e. when
+    `accelerator.sync_gradients` is False); `max_norm=None` or 0 measures without clipping. Only the main
+    process records. Returns the pre-clip l2 norm, or None on accumulation steps.
+    """
+    if not accelerator.sync_gradients:
+        return None
+    parameters = [p for p in parameters if p.grad is not None]
+    limit = max_norm if max_norm and max_norm > 0 else math.inf
+    l2 = float(accelerator.clip_grad_norm_(parameters, limit))
+    if recorder is not None and accelerator.is_main_process:
+        l1 = None
+        if record_l1 and parameters:
+            clipped = float(torch.stack(torch._foreach_norm([p.grad.detach() for p in parameters], 1)).double().sum())
+            l1 = unclip(clipped, l2, limit if math.isfinite(limit) else 0.0)
+        recorder.record(step, l2, l1)
+    return l2

@@ -1,0 +1,112 @@
+"""`GradNormRecorderCallback`: the Trainer adapter of `GradNormRecorder`."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import TrainerCallback
+
+from ..recording import GradNormRecorder, optimizer_family
+
+DEFAULT_FILENAME = "grad_norms.json"
+
+
+def grad_l1_norm(model: torch.nn.Module) -> float | None:
+    """l1 norm of the gradients held by `model` (None when they live elsewhere, as under DeepSpeed / FSDP)."""
+    grads = [p.grad.detach() for p in model.parameters() if p.grad is not None]
+    if not grads:
+        return None
+    return float(torch.stack(torch._foreach_norm(grads, 1)).double().sum())
+
+
+def unclip(clipped_norm: float | None, pre_clip_l2: float, max_grad_norm: float) -> float | None:
+    """Undo torch's `clip_grad_norm_` scaling (one factor for all gradients) on a norm of the clipped gradients."""
+    if clipped_norm is None or not math.isfinite(pre_clip_l2):
+        return clipped_norm
+    if max_grad_norm and max_grad_norm > 0:
+        coefficient = min(1.0, max_grad_norm / (pre_clip_l2 + 1e-6))
+        if coefficient > 0:
+            return clipped_norm / coefficient
+    return clipped_norm
+
+
+class GradNormRecorderCallback(TrainerCallback):
+    """Records the pre-clip global gradient norm of every optimizer step of a `Trainer` run.
+
+    The l2 norm is the one the Trainer computes for clipping (`logs["grad_norm"]`, after accumulation and
+    across processes); to get it at every step the callback asks the Trainer to log every step, so the
+    logged `loss` becomes per-step too. For Adam-family optimizers the l1 norm is recorded as well: it is
+    computed on the clipped gradients in `on_pre_optimizer_step` and divided by the clip factor, which torch
+    applies to all gradients alike. Rank 0 writes the file atomically at each checkpoint and at the end.
+
+    Args:
+        path: where to write the recorder file (default: `<output_dir>/grad_norms.json`).
+        record_l1: also record l1 norms (default: for Adam-family optimizers only).
+        extra_meta: added to the file's `meta` (the pilot stores its settings there).
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike | None = None,
+        record_l1: bool | None = None,
+        extra_meta: dict[str, Any] | None = None,
+    ):
+        self.path = Path(path) if path is not None else None
+        self.record_l1 = record_l1
+        self.extra_meta = dict(extra_meta or {})
+        self.recorder = GradNormRecorder()
+        self._clipped_l1: float | None = None
+
+    def on_train_begin(self, args, state, control, model=None, optimizer=None, **kwargs):
+        if self.path is None:
+            self.path = Path(args.output_dir) / DEFAULT_FILENAME
+        optimizer_class = type(getattr(optimizer, "optimizer", optimizer)).__name__ if optimizer is not None else ""
+        family = optimizer_family(optimizer_class)
+        if self.record_l1 is None:
+            self.record_l1 = family == "adam"
+        self.recorder = GradNormRecorder(self.path)
+        if state.global_step > 0 and self.path.is_file():  # resumed: keep what the earlier run recorded
+            self.recorder.load_state_dict(json.loads(self.path.read_text(encoding="utf-8")))
+            self.recorder.truncate(state.global_step)
+        self.recorder.meta.update(
+            {
+                "optimizer": optimizer_class,
+                "optimizer_family": family,
+                "world_size": args.world_size,
+                "gradient_accumulation_steps": args.gradient_accumulation_steps,
+                "per_device_train_batch_size": args.per_device_train_batch_size,
+                "max_grad_norm": args.max_grad_norm,
+                "learning_rate": args.learning_rate,
+                "num_training_steps": state.max_steps,
+                "norm_is": "pre-clip global gradient norm of each optimizer step",
+                **self.extra_meta,
+            }
+        )
+
+    def on_pre_optimizer_step(self, args, state, control, model=None, **kwargs):
+        self._clipped_l1 = grad_l1_norm(model) if self.record_l1 and model is not None else None
+
+    def on_step_end(self, args, state, control, **kwargs):
+        control.should_log = True  # the Trainer puts this step's pre-clip norm into the logs
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if not logs or "grad_norm" not in logs:
+            return
+        l2 = float(logs["grad_norm"])
+        l1 = unclip(self._clipped_l1, l2, args.max_grad_norm) if self.record_l1 else None
+        self.recorder.record(state.global_step, l2, l1)
+        self._clipped_l1 = None
+
+    def on_save(self, args, state, control, **kwargs):
+        if state.is_world_process_zero and len(self.recorder):
+            self.recorder.save()
+
+    def on_train_end(self, args, state, control, **kwargs):
+        if state.is_world_process_zero and len(self.recorder):
+            self.recorder.save()
+

@@ -1,0 +1,215 @@
+"""`linear_refined` in transformers: the `LambdaLR` factory and its registration as an `lr_scheduler_type`.
+
+Registration mutates transformers' own `SchedulerType` enum and `TYPE_TO_SCHEDULER_FUNCTION` table in place
+(never rebinds them), so every holder of a reference sees the new name. It is idempotent.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import os
+import warnings
+from typing import Any
+
+from torch.optim import Optimizer
+from torch.optim.lr_scheduler import LambdaLR
+
+from ..config import RefinedScheduleConfig
+from ..recording import optimizer_family
+from ..refine import RefinementWarning, refinement_details
+from ..schedules import _check_ratio, _check_steps, linear_decay, table_schedule
+from ..sources import GradNormSourceError, load_grad_norms, load_schedule
+
+logger = logging.getLogger("hf_lrschedule")
+
+SCHEDULER_NAME = "linear_refined"
+ENUM_MEMBER = "LINEAR_REFINED"
+#: A log whose run length differs from this one by more than this factor is used with a warning.
+LENGTH_RATIO_WARNING = 4.0
+
+
+class LinearRefinedLambda:
+    """The multiplier of `linear_refined` at a scheduler step: a picklable callable object.
+
+    Its state is plain Python data in `__dict__`, which `LambdaLR.state_dict()` saves into `scheduler.pt` and
+    `load_state_dict()` writes back: a resumed run gets the same table even if the norms file is gone, and
+    `torch.load(weights_only=True)` reads it. `steps_per_update` > 1 undoes accelerate's habit of stepping a
+    prepared scheduler once per process per optimizer update.
+    """
+
+    def __init__(
+        self,
+        *,
+        num_training_steps: int,
+        num_warmup_steps: int = 0,
+        table: list[float] | None = None,
+        min_lr_ratio: float = 0.0,
+        steps_per_update: int = 1,
+        missing_source: str | None = None,
+    ):
+        self.num_training_steps = int(num_training_steps)
+        self.num_warmup_steps = int(num_warmup_steps)
+        self.table = None if table is None else [float(v) for v in table]
+        self.min_lr_ratio = float(min_lr_ratio)
+        self.steps_per_update = int(steps_per_update)
+        self.missing_source = missing_source
+
+    def __call__(self, current_step: int) -> float:
+        if self.missing_source is not None:
+            if current_step == 0:
+                return 0.0  # LambdaLR evaluates step 0 while it is built, before a resume can restore the table
+            raise FileNotFoundError(
+                f"linear_refined: the gradient-norm source {self.missing_source!r} does not exist. Give an existing "
+                "file in lr_scheduler_kwargs['grad_norms'] (a resumed run needs none: scheduler.pt holds the table)."
+            )
+        step = current_step // self.steps_per_update
+        if self.table is None:
+            return linear_decay(
+                step,
+                num_training_steps=self.num_training_steps,
+                num_warmup_steps=self.num_warmup_steps,
+                min_lr_ratio=self.min_lr_ratio,
+            )
+        return table_schedule(
+            step,
+            table=self.table,
+            num_training_steps=self.num_training_steps,
+            num_warmup_steps=self.num_warmup_steps,
+            min_lr_ratio=self.min_lr_ratio,
+        )
+
+
+def build_table(config: RefinedScheduleConfig, decay_steps: int, optimizer: Optimizer | None = None) -> list[float] | None:
+    """The multiplier table (``decay_steps + 1`` entries, by training fraction) for `config`, or None for linear."""
+    if config.schedule is not None:
+        return [float(m) for m in load_schedule(config.schedule)["multipliers"]]
+    if config.grad_norms is None:
+        return None
+    log = load_grad_norms(config.grad_norms)
+    recorded_family = log.meta.get("optimizer_family")
+    if optimizer is not None and recorded_family:
+        family = optimizer_family(type(getattr(optimizer, "optimizer", optimizer)).__name__)
+        if family != recorded_family:
+            warnings.warn(
+                f"{log.source} was recorded with a {recorded_family}-family optimizer "
+                f"({log.meta.get('optimizer')}), this run uses {type(optimizer).__name__} ({family}); the norms of "
+                "one optimizer are a poor guide for another",
+                RefinementWarning,
+                stacklevel=3,
+            )
+    logged_steps = log.meta.get("num_training_steps") or (int(log.steps[-1]) if log.steps is not None and log.steps.size else None)
+    if logged_steps and not log.meta.get("pilot") and max(logged_steps / decay_steps, decay_steps / logged_steps) > LENGTH_RATIO_WARNING:
+        warnings.warn(
+            f"{log.source} comes from a run of {logged_steps} steps, this schedule has {decay_steps}; the norms "
+            "are stretched by training fraction, which is less reliable the more the lengths differ",
+            RefinementWarning,
+            stacklevel=3,
+        )
+    try:
+        details = refinement_details(
+            log.series(config.norm), decay_steps, positions=log.positions(), **config.refine_options()
+        )
+    except (TypeError, ValueError) as error:
+        raise GradNormSourceError(f"linear_refined: cannot refine from {log.source}: {error}") from error
+    logger.info(
+        "linear_refined: refined from %s (%s norms), peak at %.1f%% of training",
+        log.source,
+        config.norm,
+        100 * details.peak_fraction,
+    )
+    return details.multipliers.tolist()
+
+
+def get_linear_refined_schedule(
+    optimizer: Optimizer,
+    num_warmup_steps: int,
+    num_training_steps: int,
+    last_epoch: int = -1,
+    *,
+    steps_per_update: int = 1,
+    **lr_scheduler_kwargs: Any,
+) -> LambdaLR:
+    """
+    Create the `linear_refined` schedule: the refined schedule of Defazio et al. (arXiv 2310.07831) computed from
+    the gradient norms of an earlier run, or plain linear decay when none are given.
+
+    Args:
+        optimizer (`torch.optim.Optimizer`):
+            The optimizer for which to schedule the learning rate (each param group keeps its own base LR).
+        num_warmup_steps (`int`):
+            Steps of linear warmup before the refined part (0 is usual: refinement finds its own warmup).
+        num_training_steps (`int`):
+            The total number of optimizer steps.
+        last_epoch (`int`, *optional*, defaults to -1):
+            The index of the last epoch when resuming training.
+        steps_per_update (`int`, *optional*, defaults to 1):
+            Scheduler steps per optimizer update (see `integrations.accelerate`).
+        lr_scheduler_kwargs:
+            See `RefinedScheduleConfig`: `grad_norms`, `schedule`, `norm`, `smoothing`, `guard`,
+            `max_norm_ratio`, `min_lr_ratio`.
+
+    Return:
+        `torch.optim.lr_scheduler.LambdaLR` with the appropriate schedule.
+    """
+    config = RefinedScheduleConfig.from_kwargs(lr_scheduler_kwargs)
+    _check_steps(num_training_steps, num_warmup_steps)
+    _check_ratio(config.min_lr_ratio)
+    missing = None
+    table = None
+    source = config.schedule if config.schedule is not None else config.grad_norms
+    if isinstance(source, str) and not os.path.exists(source):
+        missing = source
+    else:
+        table = build_table(config, num_training_steps - num_warmup_steps, optimizer)
+        if table is None:
+            logger.warning(
+                "linear_refined: no grad_norms given, using linear decay. To refine it, record the gradient norms "
+                "of a run (GradNormRecorderCallback, or logging_steps=1) and pass "
+                "lr_scheduler_kwargs={'grad_norms': 'PATH'}, or use `hf-lrschedule pilot`."
+            )
+    multiplier = LinearRefinedLambda(
+        num_training_steps=num_training_steps,
+        num_warmup_steps=num_warmup_steps,
+        table=table,
+        min_lr_ratio=config.min_lr_ratio,
+        steps_per_update=steps_per_update,
+        missing_source=missing,
+    )
+    return LambdaLR(optimizer, multiplier, last_epoch)
+
+
+def _extend_str_enum(cls: type[enum.Enum], name: str, value: str) -> enum.Enum:
+    member = cls._value2member_map_.get(value)
+    if member is not None:
+        if member.name != name:
+            raise ValueError(f"{cls.__name__} already has {value!r} as {member!r}")
+        return member
+    if name in cls._member_map_ or name in cls.__dict__:
+        raise ValueError(f"{cls.__name__} already has an attribute {name!r}")
+    # Let the enum machinery add the member the way class creation does, so this Python's bookkeeping
+    # (`_member_map_`, `_value2member_map_`, `_member_names_`, `__contains__` caches) stays consistent.
+    proto = enum._proto_member(value)  # type: ignore[attr-defined]
+    type.__setattr__(cls, name, proto)
+    proto.__set_name__(cls, name)
+    return cls._member_map_[name]
+
+
+def extend_scheduler_type() -> None:
+    """Add `linear_refined` to transformers' `SchedulerType` (idempotent)."""
+    from transformers import trainer_utils
+
+    _extend_str_enum(trainer_utils.SchedulerType, ENUM_MEMBER, SCHEDULER_NAME)
+
+
+def register_scheduler_function() -> None:
+    """Add the factory to transformers' `TYPE_TO_SCHEDULER_FUNCTION` (idempotent)."""
+    from transformers import optimization, trainer_utils
+
+    extend_scheduler_type()
+    optimization.TYPE_TO_SCHEDULER_FUNCTION[trainer_utils.SchedulerType(SCHEDULER_NAME)] = get_linear_refined_schedule
+
+
+def register() -> None:
+    """Make `linear_refined` a transformers `lr_scheduler_type` now (imports transformers)."""
+    register_scheduler_function()

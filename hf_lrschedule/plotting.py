@@ -1,0 +1,58 @@
+"""The schedule picture: raw and smoothed gradient norms, and the refined schedule beside linear and cosine."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from .refine import Refinement
+from .schedules import cosine_decay
+
+
+def plot_refinement(
+    details: Refinement,
+    raw_norms: np.ndarray,
+    path: str | os.PathLike,
+    *,
+    title: str = "",
+    norm: str = "l2",
+) -> Path:
+    """Write a two-panel PNG atomically and return its path."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    steps = details.multipliers.size - 1
+    fraction = np.linspace(0.0, 1.0, steps + 1)
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(7, 6), sharex=True)
+    finite = raw_norms[np.isfinite(raw_norms)]
+    top.plot(np.linspace(0.0, 1.0, finite.size), finite, color="0.7", lw=0.8, label=f"raw {norm} norms")
+    top.plot(fraction, details.smoothed, color="C1", lw=1.5, label="median-smoothed")
+    if not np.array_equal(details.guarded, details.smoothed):
+        top.plot(fraction, details.guarded, color="C3", lw=1.2, ls="--", label="after guard")
+    top.set_ylabel("gradient norm")
+    top.set_yscale("log")
+    top.legend(loc="best", fontsize=8)
+    bottom.plot(fraction, details.multipliers, color="C0", lw=2, label="linear_refined")
+    bottom.plot(fraction, 1 - fraction, color="k", lw=1, ls="--", label="linear")
+    bottom.plot(
+        fraction, [cosine_decay(t, num_training_steps=steps) for t in range(steps + 1)], color="C2", lw=1, ls=":",
+        label="cosine",
+    )
+    bottom.axvline(details.peak_fraction, color="C0", lw=0.6, alpha=0.6)
+    bottom.set_xlabel("fraction of training")
+    bottom.set_ylabel("LR multiplier")
+    bottom.legend(loc="best", fontsize=8)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    os.replace(tmp, path)
+    return path

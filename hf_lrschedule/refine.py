@@ -1,0 +1,273 @@
+"""Refinement: a learning-rate schedule computed from the gradient norms of an earlier run (numpy/scipy only).
+
+The method of Defazio, Cutkosky, Mehta & Mishchenko, "Optimal Linear Decay Learning Rate Schedules and Further
+Refinements" (arXiv 2310.07831), Section 2 of ``shared/docs/refinement.md``:
+
+1. put the logged norms on the new run's grid of ``T + 1`` points by training fraction (step ``t`` of the new
+   run is fraction ``t / T``; the point ``T`` is the end of training);
+2. smooth them with a median filter of width ``smoothing * T`` (odd), padding the END by reflection (2 widths,
+   dropped afterwards) and using "nearest" at the start, as the authors do;
+3. optionally guard the smoothed norms (see :data:`DEFAULT_MAX_NORM_RATIO`);
+4. weights ``w = G^-2`` (``norm="l2"``, SGD form) or ``w = G^-1`` (``norm="l1"``, the paper's Adam form);
+5. ``eta_t = w_t * sum_{p = t+1 .. T} w_p`` (so ``eta_T = 0``), divided by its maximum.
+
+Constant norms give exactly ``1 - t / T``, transformers' ``linear`` schedule.
+
+Degenerate input, the documented rule (each case is tested):
+
+* not a 1-D sequence of real numbers (text, nested lists, booleans): ``TypeError``/``ValueError`` naming it;
+* empty, or no usable value left: ``ValueError``;
+* negative values: ``ValueError`` (a norm cannot be negative: the wrong column was read);
+* NaN / inf (fp16 overflow steps, whose optimizer step was skipped) and exact zeros (no update either): dropped
+  with a warning, so the series is that of the updates actually made; positions of the remaining values are kept
+  when they are given;
+* a single usable value: no shape to refine, the result is linear decay (warning);
+* fewer values than the smoothing window needs (under ``1 / smoothing``): allowed, they are resampled to the new
+  run first, but the window then spans less than one logged value and removes no spike (warning).
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Sequence
+from typing import Literal
+
+import numpy as np
+from scipy.ndimage import median_filter
+
+NormKind = Literal["l1", "l2"]
+GuardKind = Literal["clip", "none"]
+
+#: Default of the guard: the smoothed norms are clipped to ``[m / R, m * R]`` around their median ``m``. Where the
+#: norms keep falling late in training, the bare formula's weights explode and its peak moves late (measured: a loss
+#: to linear decay on most convex problems); the clip makes the norms flat from where they leave the band, so the
+#: peak lands no later than that point. ``R = 1`` gives linear decay, ``R -> inf`` (or ``guard="none"``) the
+#: paper's bare formula. Early large norms (the warmup signal) are kept in shape, only capped at ``m * R``.
+#: The value is provisional until the benchmark (README, "Benchmark") settles it.
+DEFAULT_MAX_NORM_RATIO = 1.5
+DEFAULT_SMOOTHING = 0.1
+
+_EXPONENT = {"l2": 2.0, "l1": 1.0}
+
+
+class RefinementWarning(UserWarning):
+    """Legal but suspicious gradient-norm input: what was repaired and how."""
+
+
+def validate_norms(grad_norms: object, *, name: str = "grad_norms") -> np.ndarray:
+    """Return `grad_norms` as a 1-D float64 array, or raise a `TypeError`/`ValueError` that says what was expected."""
+    if isinstance(grad_norms, (str, bytes)):
+        raise TypeError(f"{name} must be a sequence of numbers, got a string {grad_norms[:40]!r}")
+    values = np.asarray(grad_norms, dtype=object) if not isinstance(grad_norms, np.ndarray) else grad_norms
+    if values.ndim != 1:
+        raise ValueError(f"{name} must be a 1-D sequence of numbers, got an array of shape {values.shape}")
+    if values.dtype == object or values.dtype.kind not in "iuf":
+        for index, value in enumerate(values.tolist()):
+            if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+                raise TypeError(
+                    f"{name} must contain only numbers; entry {index} is {value!r} ({type(value).__name__})"
+                )
+    values = values.astype(np.float64)
+    if values.size == 0:
+        raise ValueError(f"{name} is empty: expected the gradient norms of at least one optimizer step")
+    negative = np.flatnonzero(values < 0)
+    if negative.size:
+        raise ValueError(
+            f"{name} has {negative.size} negative value(s) (first at index {negative[0]}: {values[negative[0]]}); "
+            "a gradient norm is >= 0, so this is probably the wrong column or metric"
+        )
+    return values
+
+
+def usable_norms(values: np.ndarray, positions: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+    """Drop non-finite and zero norms (steps whose update was skipped or empty), warning once with the count."""
+    keep = np.isfinite(values) & (values > 0)
+    dropped = values.size - int(keep.sum())
+    if dropped == values.size:
+        raise ValueError(
+            f"none of the {values.size} gradient norms is a finite positive number (all NaN, inf or 0): "
+            "nothing to refine from; check that the run trained (no fp16 overflow at every step, no frozen model)"
+        )
+    if dropped:
+        warnings.warn(
+            f"dropped {dropped} of {values.size} gradient norms that were NaN, inf or 0 (fp16 overflow or skipped "
+            "steps take no update); refining from the remaining ones",
+            RefinementWarning,
+            stacklevel=3,
+        )
+    return values[keep], (positions[keep] if positions is not None else None)
+
+
+def resample_by_fraction(values: np.ndarray, num_points: int, positions: np.ndarray | None = None) -> np.ndarray:
+    """Linear interpolation of `values` onto `num_points` equally spaced training fractions ``0 .. 1``.
+
+    Value ``i`` of ``N`` sits at fraction ``i / N`` (step ``i`` of an ``N``-step run) unless `positions` (fractions
+    in ``[0, 1]``) are given; beyond the last value the last value is held.
+    """
+    if positions is None:
+        positions = np.arange(values.size, dtype=np.float64) / values.size
+    grid = np.linspace(0.0, 1.0, num_points)
+    return np.interp(grid, positions, values)
+
+
+def median_smooth(values: np.ndarray, width: int) -> np.ndarray:
+    """Median filter with the authors' edges: the end reflected (2 widths, dropped after), "nearest" at the start."""
+    if width <= 1:
+        return values.copy()
+    padded = np.pad(values, (0, 2 * width), mode="reflect")  # reflects repeatedly when the series is short
+    return median_filter(padded, size=width, mode="nearest")[: values.size]
+
+
+def filter_width(smoothing: float, num_training_steps: int) -> int:
+    """Odd median-filter width for `smoothing` (a fraction of training) on a ``T + 1``-point grid."""
+    return 2 * (int(smoothing * num_training_steps) // 2) + 1
+
+
+def guard_norms(smoothed: np.ndarray, max_norm_ratio: float) -> np.ndarray:
+    """Clip smoothed norms to ``[m / R, m * R]`` around their median ``m`` (the default guard)."""
+    middle = float(np.median(smoothed))
+    return np.clip(smoothed, middle / max_norm_ratio, middle * max_norm_ratio)
+
+
+def schedule_from_weights(weights: np.ndarray) -> np.ndarray:
+    """``eta_t = w_t * sum_{p > t} w_p`` for t = 0 .. len-1, divided by its maximum over t < len - 1."""
+    tail = np.cumsum(weights[::-1])[::-1]
+    eta = np.empty_like(weights)
+    eta[:-1] = weights[:-1] * tail[1:]
+    eta[-1] = 0.0
+    return eta / eta[:-1].max()
+
+
+def check_options(
+    norm: str, smoothing: float, guard: str, max_norm_ratio: float, num_training_steps: object
+) -> None:
+    """Raise a `ValueError` naming the bad option and the accepted values."""
+    if isinstance(num_training_steps, bool) or not isinstance(num_training_steps, (int, np.integer)):
+        raise TypeError(f"num_training_steps must be an integer, got {num_training_steps!r}")
+    if num_training_steps <= 0:
+        raise ValueError(f"num_training_steps must be a positive integer, got {num_training_steps=}")
+    if norm not in _EXPONENT:
+        raise ValueError(f"norm must be 'l2' (w = G^-2, SGD form) or 'l1' (w = G^-1, Adam form), got {norm!r}")
+    if isinstance(smoothing, bool) or not isinstance(smoothing, (int, float)) or not 0.0 <= smoothing <= 1.0:
+        raise ValueError(f"smoothing must be a number in [0, 1] (a fraction of training), got {smoothing!r}")
+    if guard not in ("clip", "none"):
+        raise ValueError(f"guard must be 'clip' (default) or 'none' (the paper's bare formula), got {guard!r}")
+    if (
+        isinstance(max_norm_ratio, bool)
+        or not isinstance(max_norm_ratio, (int, float))
+        or not (max_norm_ratio >= 1.0 and math.isfinite(max_norm_ratio))
+    ):
+        raise ValueError(f"max_norm_ratio must be a finite number >= 1, got {max_norm_ratio!r}")
+
+
+def refine_schedule(
+    grad_norms: Sequence[float] | np.ndarray,
+    num_training_steps: int,
+    *,
+    norm: NormKind = "l2",
+    smoothing: float = DEFAULT_SMOOTHING,
+    guard: GuardKind = "clip",
+    max_norm_ratio: float = DEFAULT_MAX_NORM_RATIO,
+    positions: Sequence[float] | np.ndarray | None = None,
+) -> np.ndarray:
+    r"""The refined schedule's multipliers for steps ``0 .. num_training_steps - 1`` (peak 1, then down to ~0).
+
+    .. math::
+        \hat G = \operatorname{median}_{\tau T}(G), \qquad w_t = \hat G_t^{-p}, \qquad
+        \eta_t = \frac{w_t \sum_{s=t+1}^{T} w_s}{\max_u w_u \sum_{s=u+1}^{T} w_s}
+
+    with ``p = 2`` for ``norm="l2"`` and ``p = 1`` for ``norm="l1"``.
+
+    Args:
+        grad_norms: per-step gradient norms of an earlier run of the same task (any length: they are resampled to
+            this run by training fraction).
+        num_training_steps: ``T``, the optimizer steps of the run to schedule.
+        norm: ``"l2"`` (``w = G^-2``; the default, also for AdamW, see README) or ``"l1"`` (``w = G^-1``).
+        smoothing: ``tau``, the median filter's width as a fraction of training (0 disables it).
+        guard: ``"clip"`` bounds the smoothed norms to ``max_norm_ratio`` around their median; ``"none"`` is the
+            paper's bare formula.
+        max_norm_ratio: ``R`` of the clip guard.
+        positions: optional training fraction (``[0, 1]``) of each norm, for logs with gaps or every k-th step.
+
+    Returns:
+        A float64 array of ``num_training_steps`` multipliers in ``[0, 1]``.
+
+    Examples:
+        >>> refine_schedule([1.0] * 4, 4).tolist()
+        [1.0, 0.75, 0.5, 0.25]
+        >>> refine_schedule([2.0, 1.0, 1.0, 1.0, 1.0], 5, smoothing=0.0, guard="none").tolist()
+        [0.3125, 1.0, 0.75, 0.5, 0.25]
+
+    References:
+        Defazio, Cutkosky, Mehta, Mishchenko, arXiv 2310.07831, Section 5 ("refinement").
+    """
+    return refinement_details(
+        grad_norms,
+        num_training_steps,
+        norm=norm,
+        smoothing=smoothing,
+        guard=guard,
+        max_norm_ratio=max_norm_ratio,
+        positions=positions,
+    ).multipliers[:num_training_steps]
+
+
+class Refinement:
+    """What `refinement_details` computed: the resampled, smoothed and guarded norms and the multiplier table.
+
+    Arrays hold ``T + 1`` points (fractions ``0, 1/T, .., 1``); ``multipliers[T]`` is 0, the end of training.
+    """
+
+    def __init__(self, resampled: np.ndarray, smoothed: np.ndarray, guarded: np.ndarray, multipliers: np.ndarray):
+        self.resampled = resampled
+        self.smoothed = smoothed
+        self.guarded = guarded
+        self.multipliers = multipliers
+
+    @property
+    def peak_fraction(self) -> float:
+        """Training fraction of the schedule's peak (the first one, if several)."""
+        return float(np.argmax(self.multipliers)) / (self.multipliers.size - 1)
+
+
+def refinement_details(
+    grad_norms: Sequence[float] | np.ndarray,
+    num_training_steps: int,
+    *,
+    norm: NormKind = "l2",
+    smoothing: float = DEFAULT_SMOOTHING,
+    guard: GuardKind = "clip",
+    max_norm_ratio: float = DEFAULT_MAX_NORM_RATIO,
+    positions: Sequence[float] | np.ndarray | None = None,
+) -> Refinement:
+    """`refine_schedule` with its intermediate series, for plots and summaries."""
+    check_options(norm, smoothing, guard, max_norm_ratio, num_training_steps)
+    values = validate_norms(grad_norms)
+    fractions = None
+    if positions is not None:
+        fractions = validate_norms(positions, name="positions")
+        if fractions.size != values.size:
+            raise ValueError(f"positions has {fractions.size} entries but grad_norms has {values.size}")
+        if np.any(np.diff(fractions) <= 0) or fractions[-1] > 1.0:
+            raise ValueError("positions must be strictly increasing training fractions in [0, 1]")
+    values, fractions = usable_norms(values, fractions)
+    width = filter_width(smoothing, num_training_steps)
+    if values.size == 1:
+        warnings.warn(
+            "only one usable gradient norm: there is no shape to refine, the schedule is linear decay",
+            RefinementWarning,
+            stacklevel=2,
+        )
+    elif smoothing > 0 and values.size * smoothing < 1:
+        warnings.warn(
+            f"only {values.size} gradient norms: the smoothing window ({smoothing} of training) spans less than one "
+            "logged value, so it cannot remove spikes; log more steps (or every step) for a robust schedule",
+            RefinementWarning,
+            stacklevel=2,
+        )
+    resampled = resample_by_fraction(values, num_training_steps + 1, fractions)
+    smoothed = median_smooth(resampled, width)
+    guarded = guard_norms(smoothed, max_norm_ratio) if guard == "clip" else smoothed
+    weights = guarded ** -_EXPONENT[norm]
+    return Refinement(resampled, smoothed, guarded, schedule_from_weights(weights))

@@ -411,7 +411,9 @@ def prepare_text_corpus(
             docs = _read_corpus_archive(corpus, archive)
     train_lines, validation_lines = _split_documents(docs, float(validation_fraction))
     if not train_lines or not validation_lines:
-        raise RuntimeError(f"corpus {name!r}: empty split (train={len(train_lines)}, validation={len(validation_lines)})")
+        raise RuntimeError(
+            f"corpus {name!r}: empty split (train={len(train_lines)} lines, validation={len(validation_lines)} lines)"
+        )
 
     recorded = {}
     for split, lines in (("train", train_lines), ("validation", validation_lines)):
@@ -656,7 +658,7 @@ def byte_tokenizer() -> transformers.PreTrainedTokenizerFast:
 
 def _bytes_to_unicode() -> dict[int, str]:
     """GPT-2's reversible byte -> printable-character map (what ``ByteLevel`` uses)."""
-    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    bs = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
     cs = bs[:]
     n = 0
     for b in range(256):

@@ -132,6 +132,7 @@ def guard_norms(smoothed: np.ndarray, max_norm_ratio: float) -> np.ndarray:
 
 def schedule_from_weights(weights: np.ndarray) -> np.ndarray:
     """``eta_t = w_t * sum_{p > t} w_p`` for t = 0 .. len-1, divided by its maximum over t < len - 1."""
+    weights = weights / weights.max()  # scale-free; keeps constant norms exactly linear (sums of 1.0 are exact)
     tail = np.cumsum(weights[::-1])[::-1]
     eta = np.empty_like(weights)
     eta[:-1] = weights[:-1] * tail[1:]

@@ -279,8 +279,10 @@ def test_bad_arguments(tmp_path):
 def test_import_is_cheap():
     import subprocess
 
-    code = "import sys, hf_lrschedule.prepare; print(sorted({'torch','transformers','datasets','tokenizers'} & set(sys.modules)))"
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(pathlib.Path(prepare.__file__).parents[1]), os.environ.get("PYTHONPATH", "")])}
+    heavy = "{'torch', 'transformers', 'datasets', 'tokenizers'}"
+    code = f"import sys, hf_lrschedule.prepare; print(sorted({heavy} & set(sys.modules)))"
+    root = str(pathlib.Path(prepare.__file__).parents[1])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
     assert out.stdout.strip() == "[]"
 

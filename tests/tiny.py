@@ -1,0 +1,41 @@
+"""Tiny models and data for the tests (also imported by the subprocess scripts in tests/scripts)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+SAMPLE_TEXT = Path(__file__).parent / "data" / "sonnets.txt"
+
+
+def tiny_llama(seed: int = 0, vocab_size: int = 128):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(seed)
+    config = LlamaConfig(
+        vocab_size=vocab_size,
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        max_position_embeddings=64,
+    )
+    return LlamaForCausalLM(config)
+
+
+class ByteLMDataset(torch.utils.data.Dataset):
+    """Fixed-length windows of the bytes of a public-domain text (Shakespeare's sonnets), labels = inputs."""
+
+    def __init__(self, seq_len: int = 16, num_windows: int = 64, offset: int = 0):
+        data = torch.tensor(list(SAMPLE_TEXT.read_bytes()), dtype=torch.long) % 128
+        starts = [(offset + i * seq_len) % (len(data) - seq_len) for i in range(num_windows)]
+        self.windows = [data[s : s + seq_len] for s in starts]
+
+    def __len__(self) -> int:
+        return len(self.windows)
+
+    def __getitem__(self, index):
+        ids = self.windows[index]
+        return {"input_ids": ids, "labels": ids.clone()}

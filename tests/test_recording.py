@@ -1,0 +1,112 @@
+import json
+
+import pytest
+import torch
+from tiny import ByteLMDataset, tiny_llama
+from transformers import Trainer, TrainingArguments
+
+from hf_lrschedule import GradNormRecorder, GradNormRecorderCallback, load_grad_norms
+
+
+def make_trainer(tmp_path, model=None, callbacks=(), **overrides):
+    kwargs = dict(
+        output_dir=str(tmp_path / "out"),
+        max_steps=6,
+        per_device_train_batch_size=2,
+        gradient_accumulation_steps=2,
+        max_grad_norm=0.5,
+        learning_rate=5e-3,
+        logging_steps=3,
+        report_to="none",
+        save_strategy="no",
+        disable_tqdm=True,
+        seed=0,
+    )
+    kwargs.update(overrides)
+    return Trainer(
+        model=model or tiny_llama(),
+        args=TrainingArguments(**kwargs),
+        train_dataset=ByteLMDataset(),
+        callbacks=list(callbacks),
+    )
+
+
+def spy_on_clipping(trainer):
+    """Wrap the Trainer's real clip call: record what it returns (the pre-clip l2) and the l1 before clipping."""
+    original = trainer.accelerator.clip_grad_norm_
+    seen = []
+
+    def clip_and_watch(parameters, max_norm, *args, **kwargs):
+        parameters = list(parameters)
+        l1 = float(sum(p.grad.double().abs().sum() for p in parameters if p.grad is not None))
+        result = original(parameters, max_norm, *args, **kwargs)
+        seen.append((float(result), l1))
+        return result
+
+    trainer.accelerator.clip_grad_norm_ = clip_and_watch
+    return seen
+
+
+def test_recorder_equals_the_trainers_pre_clip_norms_with_accumulation_and_clipping(tmp_path):
+    callback = GradNormRecorderCallback()
+    trainer = make_trainer(tmp_path, callbacks=[callback])
+    seen = spy_on_clipping(trainer)
+    trainer.train()
+    assert len(seen) == 6
+    assert any(l2 > 0.5 for l2, _ in seen), "clipping must be active for this test to mean something"
+    data = json.loads((tmp_path / "out" / "grad_norms.json").read_text())
+    assert data["steps"] == [1, 2, 3, 4, 5, 6]
+    assert data["l2"] == pytest.approx([l2 for l2, _ in seen], rel=1e-6)
+    assert data["l1"] == pytest.approx([l1 for _, l1 in seen], rel=1e-4)  # un-clipped from the clipped grads
+    meta = data["meta"]
+    assert meta["optimizer_family"] == "adam" and meta["gradient_accumulation_steps"] == 2
+    assert meta["max_grad_norm"] == 0.5 and meta["num_training_steps"] == 6 and meta["world_size"] == 1
+
+
+def test_sgd_records_l2_only(tmp_path):
+    callback = GradNormRecorderCallback()
+    trainer = make_trainer(tmp_path, callbacks=[callback], optim="sgd", max_grad_norm=0.0)
+    seen = spy_on_clipping(trainer)
+    trainer.train()
+    log = load_grad_norms(tmp_path / "out" / "grad_norms.json")
+    assert log.l1 is None and log.meta["optimizer_family"] == "sgd"
+    assert log.l2.tolist() == pytest.approx([l2 for l2, _ in seen], rel=1e-6)
+
+
+def test_trainer_state_json_is_a_source(tmp_path):
+    callback = GradNormRecorderCallback()
+    trainer = make_trainer(tmp_path, callbacks=[callback], save_strategy="steps", save_steps=6)
+    trainer.train()
+    from_state = load_grad_norms(tmp_path / "out" / "checkpoint-6" / "trainer_state.json")
+    recorded = load_grad_norms(tmp_path / "out" / "grad_norms.json")
+    assert from_state.steps.tolist() == [1, 2, 3, 4, 5, 6]
+    assert from_state.l2.tolist() == pytest.approx(recorded.l2.tolist(), rel=1e-12)
+
+
+def test_lora_norms_cover_the_adapter_only(tmp_path):
+    from peft import LoraConfig, get_peft_model
+
+    model = get_peft_model(tiny_llama(), LoraConfig(r=4, target_modules=["q_proj", "v_proj"], lora_dropout=0.0))
+    callback = GradNormRecorderCallback()
+    trainer = make_trainer(tmp_path, model=model, callbacks=[callback], learning_rate=1e-2)
+    seen = spy_on_clipping(trainer)
+    trainer.train()
+    data = json.loads((tmp_path / "out" / "grad_norms.json").read_text())
+    assert data["l2"] == pytest.approx([l2 for l2, _ in seen], rel=1e-6)
+    full = make_trainer(tmp_path / "full", callbacks=[GradNormRecorderCallback()])
+    full.train()
+    full_norms = json.loads((tmp_path / "full" / "out" / "grad_norms.json").read_text())["l2"]
+    assert max(data["l2"]) < min(full_norms)  # adapter weights only (B starts at 0)
+
+
+def test_recorder_resume_truncates_and_continues(tmp_path):
+    recorder = GradNormRecorder(tmp_path / "n.json")
+    for step in range(1, 6):
+        recorder.record(step, float(step))
+    recorder.record(4, 40.0)  # a resumed run replays step 4
+    assert recorder.steps == [1, 2, 3, 4] and recorder.l2[-1] == 40.0
+    recorder.record(5, float("inf"))
+    path = recorder.save()
+    data = json.loads(path.read_text())
+    assert data["l2"][-1] is None and data["nonfinite_steps"] == [5]
+    assert [p.name for p in tmp_path.iterdir()] == ["n.json"]  # no temporary file left behind

@@ -54,15 +54,22 @@ class GradNormLog:
         return values
 
     def positions(self) -> np.ndarray | None:
-        """Training fraction of each entry, from its step numbers; None when entries are one per step."""
+        """Training fraction of each entry when the log has gaps or skips steps (logged every k-th step).
+
+        None for a log of one entry per step: refinement then counts the entries it keeps, so a step dropped as
+        non-finite (an fp16 overflow, whose update was skipped) does not shift the schedule against the updates
+        actually taken.
+        """
         if self.steps is None or self.steps.size < 2:
             return None
-        spacing = float(np.median(np.diff(self.steps)))
-        start = float(self.steps[0])
-        total = float(self.steps[-1]) - start + spacing
-        if spacing <= 0 or np.any(np.diff(self.steps) <= 0):
+        gaps = np.diff(self.steps)
+        if np.any(gaps <= 0):
             raise GradNormSourceError(f"{self.source}: step numbers must increase strictly")
-        return (self.steps - start) / total
+        if np.all(gaps == 1):
+            return None
+        spacing = float(np.median(gaps))
+        start = float(self.steps[0])
+        return (self.steps - start) / (float(self.steps[-1]) - start + spacing)
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:

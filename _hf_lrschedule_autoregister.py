@@ -18,15 +18,20 @@ import sys
 
 ENV_SWITCH = "HF_LRSCHEDULE_AUTOREGISTER"
 _HOOKS = {
-    "transformers.trainer_utils": "extend_scheduler_type",
-    "transformers.optimization": "register_scheduler_function",
+    "transformers.trainer_utils": ("hf_lrschedule.integrations.transformers", "extend_scheduler_type"),
+    "transformers.optimization": ("hf_lrschedule.integrations.transformers", "register_scheduler_function"),
+    # only acts in the pilot phase of `hf-lrschedule pilot`: every Trainer then records and stops early
+    "transformers.trainer": ("hf_lrschedule.integrations.pilot_hooks", "patch_trainer"),
 }
 
 
 def _run_hook(module_name: str) -> None:
-    from hf_lrschedule.integrations import transformers as integration
+    import importlib
 
-    getattr(integration, _HOOKS[module_name])()
+    if module_name == "transformers.trainer" and os.environ.get("HF_LRSCHEDULE_PHASE") != "pilot":
+        return  # nothing to patch outside a pilot: keep the import of transformers.trainer untouched
+    module, function = _HOOKS[module_name]
+    getattr(importlib.import_module(module), function)()
 
 
 class _RegisteringLoader(importlib.abc.Loader):
@@ -71,7 +76,9 @@ def install() -> None:
     if not any(isinstance(finder, _RegisteringFinder) for finder in sys.meta_path):
         sys.meta_path.insert(0, _RegisteringFinder())
     for name in _HOOKS:
-        if name in sys.modules:
+        module = sys.modules.get(name)
+        # A module still executing (we are inside its import chain) gets its hook when its loader finishes.
+        if module is not None and not getattr(getattr(module, "__spec__", None), "_initializing", False):
             _run_hook(name)
 
 

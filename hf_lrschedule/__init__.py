@@ -20,6 +20,7 @@ from .sources import GradNormSourceError, load_grad_norms, load_schedule
 
 if TYPE_CHECKING:
     from .integrations.accelerate import clip_grad_norm_and_record, create_accelerate_scheduler
+    from .integrations.pilot_hooks import RefinedRun, run_pilot
     from .integrations.trainer_callback import GradNormRecorderCallback
     from .integrations.transformers import get_linear_refined_schedule, register
 
@@ -32,12 +33,15 @@ _LAZY = {
     "GradNormRecorderCallback": "integrations.trainer_callback",
     "create_accelerate_scheduler": "integrations.accelerate",
     "clip_grad_norm_and_record": "integrations.accelerate",
+    "RefinedRun": "integrations.pilot_hooks",
+    "run_pilot": "integrations.pilot_hooks",
 }
 
 __all__ = [
     "GradNormRecorder",
     "GradNormRecorderCallback",
     "GradNormSourceError",
+    "RefinedRun",
     "RefinedScheduleConfig",
     "RefinementWarning",
     "Schedule",
@@ -51,6 +55,7 @@ __all__ = [
     "refine_schedule",
     "refinement_details",
     "register",
+    "run_pilot",
     "table_schedule",
 ]
 

@@ -72,6 +72,24 @@ def _show(args: argparse.Namespace) -> int:
     return 0
 
 
+def _pilot(args: argparse.Namespace) -> int:
+    from .pilot import PilotError, run_pilot_command
+
+    command = list(args.training_command)
+    if command and command[0] == "--":
+        command = command[1:]
+    try:
+        run_pilot_command(
+            command, fraction=args.fraction, out=args.out, pilot_only=args.pilot_only, force=args.force,
+            mapping=args.mapping, norm=args.norm, smoothing=args.smoothing, guard=args.guard,
+            max_norm_ratio=args.max_norm_ratio,
+        )
+    except PilotError as error:
+        print(f"hf-lrschedule pilot: error: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def _list(args: argparse.Namespace) -> int:
     from transformers.trainer_utils import SchedulerType
 
@@ -108,6 +126,23 @@ def build_parser() -> argparse.ArgumentParser:
 
     listing = sub.add_parser("list", help="list transformers' lr_scheduler_type values (with linear_refined)")
     listing.set_defaults(handler=_list)
+
+    pilot = sub.add_parser(
+        "pilot",
+        help="pilot run + refined full run of your training command",
+        description="Run COMMAND for a fraction of its optimizer steps, record the gradient norms, refine the "
+        "schedule, then run COMMAND in full with it. COMMAND is your own command line (python train.py ..., "
+        "accelerate launch ..., torchrun ...) using --lr_scheduler_type linear_refined or hf_lrschedule.RefinedRun.",
+        usage="hf-lrschedule pilot [options] -- COMMAND [ARGS...]",
+    )
+    pilot.add_argument("--fraction", type=float, default=0.1, help="share of the optimizer steps the pilot runs")
+    pilot.add_argument("--out", help="pilot folder (default: ./hf_lrschedule_pilot/<hash of command and settings>)")
+    pilot.add_argument("--pilot-only", action="store_true", help="stop after the pilot and the schedule")
+    pilot.add_argument("--force", action="store_true", help="redo the pilot even if a matching one exists")
+    pilot.add_argument("--mapping", choices=("extend", "stretch"), default="extend", help="pilot -> full profile")
+    _add_refine_options(pilot)
+    pilot.add_argument("training_command", nargs=argparse.REMAINDER, help="after --: the training command")
+    pilot.set_defaults(handler=_pilot)
     return parser
 
 

@@ -16,6 +16,7 @@ from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LambdaLR
 
 from ..config import RefinedScheduleConfig
+from ..pilot import PilotError, active_settings, mark_scheduler_seen, report_error
 from ..recording import optimizer_family
 from ..refine import RefinementWarning, refinement_details
 from ..schedules import _check_ratio, _check_steps, linear_decay, table_schedule
@@ -155,6 +156,13 @@ def get_linear_refined_schedule(
     config = RefinedScheduleConfig.from_kwargs(lr_scheduler_kwargs)
     _check_steps(num_training_steps, num_warmup_steps)
     _check_ratio(config.min_lr_ratio)
+    settings = active_settings()
+    if settings.phase == "pilot":
+        return _pilot_schedule(optimizer, settings, num_warmup_steps, num_training_steps, last_epoch, steps_per_update)
+    if settings.phase == "full" and settings.schedule is not None:
+        if config.grad_norms is not None or config.schedule is not None:
+            logger.warning("linear_refined: the pilot's schedule %s replaces the grad_norms/schedule given", settings.schedule)
+        config.grad_norms, config.schedule = None, str(settings.schedule)
     missing = None
     table = None
     source = config.schedule if config.schedule is not None else config.grad_norms
@@ -176,6 +184,20 @@ def get_linear_refined_schedule(
         steps_per_update=steps_per_update,
         missing_source=missing,
     )
+    return LambdaLR(optimizer, multiplier, last_epoch)
+
+
+def _pilot_schedule(optimizer, settings, num_warmup_steps, num_training_steps, last_epoch, steps_per_update):
+    """The pilot phase's schedule: linear decay over the full run (`extend`) or over the pilot only (`stretch`)."""
+    try:
+        pilot_steps = settings.pilot_steps(num_training_steps)
+    except PilotError as error:
+        report_error(settings, str(error))
+        raise
+    mark_scheduler_seen(settings, num_training_steps=num_training_steps, num_warmup_steps=num_warmup_steps)
+    length = pilot_steps if settings.mapping == "stretch" else num_training_steps
+    warmup = min(num_warmup_steps * length // num_training_steps, length - 1)
+    multiplier = LinearRefinedLambda(num_training_steps=length, num_warmup_steps=warmup, steps_per_update=steps_per_update)
     return LambdaLR(optimizer, multiplier, last_epoch)
 
 

@@ -156,22 +156,19 @@ def pilot_profile(
     return ext_values, ext_positions
 
 
+#: Files named in the command whose contents enter the cache key: scripts and configs. Other files (data, models,
+#: outputs the command writes) enter by path only; use --force after changing them in place.
+KEYED_SUFFIXES = (".py", ".yaml", ".yml", ".toml", ".cfg", ".ini", ".sh")
+
+
 def cache_key(command: Sequence[str], settings: dict[str, Any]) -> str:
-    """Hash of the command, the contents of the files it names, and the pilot settings."""
+    """Hash of the command line, the scripts and configs it names, and the pilot settings."""
     digest = hashlib.sha256()
     digest.update(json.dumps({"command": list(command), "settings": settings, "version": __version__}).encode())
     for token in command:
-        for candidate in {token, token.split("=", 1)[-1]}:
-            path = Path(candidate)
-            try:
-                if path.is_file():
-                    digest.update(candidate.encode())
-                    if path.stat().st_size <= 64 * 2**20:
-                        digest.update(hashlib.sha256(path.read_bytes()).digest())
-                    else:
-                        digest.update(f"{path.stat().st_size}:{path.stat().st_mtime_ns}".encode())
-            except OSError:
-                continue
+        path = Path(token.split("=", 1)[-1])
+        if path.suffix.lower() in KEYED_SUFFIXES and path.is_file():
+            digest.update(hashlib.sha256(path.read_bytes()).digest())
     return digest.hexdigest()
 
 

@@ -89,17 +89,21 @@ class PilotCallback(GradNormRecorderCallback):
             sys.exit(0)
 
 
-def attach_pilot(trainer, settings: PilotSettings, exit_when_done: bool = True) -> PilotCallback:
-    """Make `trainer` a pilot: the callback above, outputs under the pilot folder, no reporting, no saving."""
+def redirect_outputs(args, settings: PilotSettings) -> None:
+    """Send the pilot's outputs to the pilot folder; no checkpoints, evaluation, hub pushes or best-model reload."""
     from transformers.trainer_utils import IntervalStrategy, SaveStrategy
 
-    args = trainer.args
     args.output_dir = str(settings.directory / RUN_DIR)
     args.logging_dir = str(settings.directory / RUN_DIR / "logs")
     args.save_strategy = SaveStrategy.NO
     args.eval_strategy = IntervalStrategy.NO
     args.load_best_model_at_end = False
     args.push_to_hub = False
+
+
+def attach_pilot(trainer, settings: PilotSettings, exit_when_done: bool = True) -> PilotCallback:
+    """Make `trainer` a pilot: the callback above, outputs under the pilot folder, no reporting integrations."""
+    redirect_outputs(trainer.args, settings)
     for callback in list(trainer.callback_handler.callbacks):
         if type(callback).__module__.startswith("transformers.integrations"):  # W&B, TensorBoard, ...
             trainer.remove_callback(callback)
@@ -120,6 +124,9 @@ def patch_trainer() -> None:
         return
 
     def __init__(self, *args, **kwargs):
+        training_args = kwargs.get("args", args[1] if len(args) > 1 else None)
+        if training_args is not None:  # before __init__, which creates the output dir and the hub repo
+            redirect_outputs(training_args, settings)
         original_init(self, *args, **kwargs)
         attach_pilot(self, settings)
 

@@ -1,26 +1,43 @@
 """A stock HfArgumentParser + Trainer script: it never imports hf_lrschedule (the tests check the flag still works)."""
 
 import json
-import sys
 from dataclasses import dataclass, field
 
 from tiny import ByteLMDataset, tiny_llama
-from transformers import HfArgumentParser, Trainer, TrainingArguments
+from transformers import HfArgumentParser, Trainer, TrainerCallback, TrainingArguments
 
 
 @dataclass
 class ScriptArguments:
     result_file: str = field(default="result.json")
     resume: str = field(default="")
+    lora: bool = field(default=False)
+    crash_at_step: int = field(default=0, metadata={"help": "raise at this step (tests of failing runs)"})
+
+
+class CrashAt(TrainerCallback):
+    def __init__(self, step):
+        self.step = step
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step == self.step:
+            raise RuntimeError(f"simulated crash at step {self.step}")
 
 
 def main() -> None:
     script_args, training_args = HfArgumentParser((ScriptArguments, TrainingArguments)).parse_args_into_dataclasses()
-    trainer = Trainer(model=tiny_llama(), args=training_args, train_dataset=ByteLMDataset())
+    model = tiny_llama()
+    if script_args.lora:
+        from peft import LoraConfig, get_peft_model
+
+        model = get_peft_model(model, LoraConfig(r=4, target_modules=["q_proj", "v_proj"], lora_dropout=0.0))
+    callbacks = [CrashAt(script_args.crash_at_step)] if script_args.crash_at_step else []
+    trainer = Trainer(model=model, args=training_args, train_dataset=ByteLMDataset(), callbacks=callbacks)
     trainer.train(resume_from_checkpoint=script_args.resume or None)
     lrs = {e["step"]: e["learning_rate"] for e in trainer.state.log_history if "learning_rate" in e}
+    losses = {e["step"]: e["loss"] for e in trainer.state.log_history if "loss" in e}
     with open(script_args.result_file, "w") as handle:
-        json.dump({"lrs": lrs}, handle)
+        json.dump({"lrs": lrs, "losses": losses}, handle)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,45 @@
+"""A custom accelerate pretraining-style loop driven by hf_lrschedule.RefinedRun (pilot-aware).
+
+Usage: python refined_run_loop.py RESULT_PREFIX [--steps T]   (or under accelerate launch)
+"""
+
+import argparse
+import json
+
+import torch
+from accelerate import Accelerator
+from tiny import ByteLMDataset, tiny_llama
+
+from hf_lrschedule import RefinedRun
+
+parser = argparse.ArgumentParser()
+parser.add_argument("result_prefix")
+parser.add_argument("--steps", type=int, default=40)
+args = parser.parse_args()
+
+accelerator = Accelerator(cpu=True, gradient_accumulation_steps=2)
+torch.manual_seed(0)
+model = tiny_llama()
+optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
+loader = torch.utils.data.DataLoader(ByteLMDataset(num_windows=512), batch_size=2, shuffle=True)
+model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
+run = RefinedRun(accelerator, num_training_steps=args.steps)
+scheduler = run.create_scheduler(optimizer)
+
+lrs, done = [], False
+while not done:
+    for batch in loader:
+        with accelerator.accumulate(model):
+            accelerator.backward(model(**batch).loss)
+            if accelerator.sync_gradients:
+                lrs.append(optimizer.param_groups[0]["lr"])
+            run.clip_grad_norm_(model.parameters(), max_norm=1.0)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad()
+        if accelerator.sync_gradients and run.step_end():
+            done = True
+            break
+run.finish()
+with open(f"{args.result_prefix}.rank{accelerator.process_index}.json", "w") as handle:
+    json.dump({"lrs": lrs, "world_size": accelerator.num_processes}, handle)

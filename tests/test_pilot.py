@@ -1,0 +1,158 @@
+import json
+import shutil
+import sys
+
+import numpy as np
+import pytest
+import torch
+from conftest import TESTS, subprocess_env
+from tiny import ByteLMDataset, tiny_llama
+from transformers import Trainer, TrainingArguments
+
+from hf_lrschedule import run_pilot
+from hf_lrschedule.cli import main
+from hf_lrschedule.pilot import PilotSettings, pilot_profile
+
+BASE_LR = 0.01
+
+
+@pytest.fixture(autouse=True)
+def child_pythonpath(monkeypatch):
+    monkeypatch.setenv("PYTHONPATH", subprocess_env()["PYTHONPATH"])
+
+
+def stock_command(tmp_path, *extra, steps=40, scheduler="linear_refined"):
+    return [
+        sys.executable, str(TESTS / "scripts" / "stock_train.py"),
+        "--output_dir", str(tmp_path / "out"), "--max_steps", str(steps), "--per_device_train_batch_size", "4",
+        "--learning_rate", str(BASE_LR), "--logging_steps", "1", "--report_to", "none", "--disable_tqdm", "true",
+        "--save_strategy", "no", "--lr_scheduler_type", scheduler, "--result_file", str(tmp_path / "result.json"), *extra,
+    ]
+
+
+def schedule_of(pilot_dir):
+    return json.loads((pilot_dir / "schedule.json").read_text())["multipliers"]
+
+
+def test_pilot_then_full_run_uses_the_schedule_file_at_every_step(tmp_path, capsys):
+    pilot_dir = tmp_path / "pilot"
+    assert main(["pilot", "--fraction", "0.25", "--out", str(pilot_dir), "--", *stock_command(tmp_path)]) == 0
+    multipliers = schedule_of(pilot_dir)
+    assert len(multipliers) == 41
+    lrs = json.loads((tmp_path / "result.json").read_text())["lrs"]
+    assert [lrs[str(s)] for s in range(1, 41)] == pytest.approx([BASE_LR * m for m in multipliers[:40]], rel=1e-12)
+    manifest = json.loads((pilot_dir / "manifest.json").read_text())
+    assert manifest["status"] == "complete" and manifest["pilot_steps"] == 10 and manifest["num_training_steps"] == 40
+    assert manifest["command"][-1].endswith("result.json") and "torch" in manifest["versions"]
+    norms = json.loads((pilot_dir / "grad_norms.json").read_text())
+    assert norms["steps"] == list(range(1, 11)) and norms["meta"]["pilot"] is True
+    printed = capsys.readouterr().out
+    assert "pilot: 10 of 40 steps" in printed and "refined peak at" in printed and "schedule.png" in printed
+
+    # the same command again: the pilot is reused; --force redoes it
+    created = manifest["created"]
+    assert main(["pilot", "--fraction", "0.25", "--out", str(pilot_dir), "--pilot-only", "--", *stock_command(tmp_path)]) == 0
+    assert "reusing the pilot" in capsys.readouterr().out
+    assert json.loads((pilot_dir / "manifest.json").read_text())["created"] == created
+    (pilot_dir / "schedule.json").write_text("{}")  # a tampered file is not trusted
+    assert main(["pilot", "--fraction", "0.25", "--out", str(pilot_dir), "--pilot-only", "--", *stock_command(tmp_path)]) == 0
+    assert "reusing" not in capsys.readouterr().out and len(schedule_of(pilot_dir)) == 41
+
+
+def test_pilot_writes_nothing_into_the_users_output_dir(tmp_path):
+    pilot_dir = tmp_path / "pilot"
+    assert main(["pilot", "--fraction", "0.25", "--out", str(pilot_dir), "--pilot-only", "--", *stock_command(tmp_path)]) == 0
+    assert not (tmp_path / "out").exists()
+    assert not (tmp_path / "result.json").exists()  # the script's post-training steps did not run
+
+
+def test_fraction_too_small_names_the_smallest_workable_one(tmp_path, capsys):
+    pilot_dir = tmp_path / "pilot"
+    assert main(["pilot", "--fraction", "0.05", "--out", str(pilot_dir), "--", *stock_command(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert "gives a pilot of 2 optimizer steps for a run of 40" in err and "use --fraction 0.25 or more" in err
+    assert not (pilot_dir / "manifest.json").exists() and not (pilot_dir / "schedule.json").exists()
+
+
+def test_command_without_linear_refined_is_a_clear_error(tmp_path, capsys):
+    pilot_dir = tmp_path / "pilot"
+    assert main(["pilot", "--fraction", "0.25", "--out", str(pilot_dir), "--", *stock_command(tmp_path, scheduler="linear")]) == 1
+    assert "did not build a linear_refined scheduler" in capsys.readouterr().err
+    assert not (pilot_dir / "manifest.json").exists()
+
+
+def test_crashed_pilot_leaves_nothing_trusted_and_the_full_phase_does_not_start(tmp_path, capsys):
+    pilot_dir = tmp_path / "pilot"
+    command = stock_command(tmp_path, "--crash_at_step", "5")
+    assert main(["pilot", "--fraction", "0.25", "--out", str(pilot_dir), "--", *command]) == 1
+    assert "pilot phase (0.25 of the run) failed" in capsys.readouterr().err
+    for name in ("manifest.json", "schedule.json", "grad_norms.json"):
+        assert not (pilot_dir / name).exists()
+    assert not (tmp_path / "result.json").exists()
+
+
+def test_lora_pilot(tmp_path):
+    pilot_dir = tmp_path / "pilot"
+    assert main(["pilot", "--fraction", "0.25", "--out", str(pilot_dir), "--", *stock_command(tmp_path, "--lora", "true")]) == 0
+    lrs = json.loads((tmp_path / "result.json").read_text())["lrs"]
+    assert [lrs[str(s)] for s in range(1, 41)] == pytest.approx([BASE_LR * m for m in schedule_of(pilot_dir)[:40]], rel=1e-12)
+    norms = json.loads((pilot_dir / "grad_norms.json").read_text())
+    assert max(norms["l2"]) < 0.5 and norms["meta"]["optimizer_family"] == "adam"  # adapter weights only
+
+
+@pytest.mark.parametrize("processes", [1, 2])
+def test_accelerate_loop_pilot(tmp_path, processes):
+    script = [str(TESTS / "scripts" / "refined_run_loop.py"), str(tmp_path / "loop"), "--steps", "40"]
+    if processes == 1:
+        command = [sys.executable, *script]
+    else:
+        launcher = shutil.which("accelerate") or pytest.skip("accelerate launcher not on PATH")
+        command = [launcher, "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+                   "--mixed_precision", "no", "--dynamo_backend", "no", *script]
+    pilot_dir = tmp_path / "pilot"
+    assert main(["pilot", "--fraction", "0.25", "--out", str(pilot_dir), "--", *command]) == 0
+    multipliers = schedule_of(pilot_dir)
+    norms = json.loads((pilot_dir / "grad_norms.json").read_text())
+    assert norms["steps"] == list(range(1, 11)) and norms["meta"]["world_size"] == processes
+    for rank in range(processes):
+        result = json.loads((tmp_path / f"loop.rank{rank}.json").read_text())
+        assert result["lrs"] == pytest.approx([BASE_LR * m for m in multipliers[:40]], rel=1e-12)
+    assert [p.name for p in pilot_dir.iterdir() if p.name.startswith("grad_norms")] == ["grad_norms.json"]
+
+
+def test_in_process_pilot_restores_model_and_data_order(tmp_path):
+    def make(out):
+        args = TrainingArguments(
+            output_dir=str(out), max_steps=40, per_device_train_batch_size=4, learning_rate=BASE_LR, logging_steps=1,
+            report_to="none", save_strategy="no", disable_tqdm=True, seed=0, lr_scheduler_type="linear",
+        )
+        return Trainer(model=tiny_llama(), args=args, train_dataset=ByteLMDataset())
+
+    plain = make(tmp_path / "plain")
+    plain.train()
+    trainer = make(tmp_path / "refined")
+    before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+    schedule = run_pilot(trainer, fraction=0.25, out=tmp_path / "pilot")
+    after = trainer.model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert trainer.args.output_dir == str(tmp_path / "refined")
+    trainer.train()
+    first = lambda t: next(e["loss"] for e in t.state.log_history if e.get("step") == 1)  # noqa: E731
+    assert first(trainer) == first(plain)  # same weights and same first batch as without the pilot
+    multipliers = json.loads(schedule.read_text())["multipliers"]
+    lrs = {e["step"]: e["learning_rate"] for e in trainer.state.log_history if "learning_rate" in e}
+    assert [lrs[s] for s in range(1, 41)] == pytest.approx([BASE_LR * m for m in multipliers[:40]], rel=1e-12)
+
+
+def test_extend_mapping_holds_the_pilots_late_level():
+    values = np.array([5.0, 3.0, 2.0, 1.0, 1.0, 1.2, 0.8, 1.0])
+    profile, positions = pilot_profile(values, np.arange(1, 9), 80, "extend")
+    assert positions[:8].tolist() == [s / 80 for s in range(8)] and positions[-2:].tolist() == [0.1, 1.0]
+    assert profile[-1] == profile[-2] == 0.9  # median of the last quarter (0.8, 1.0)
+    assert pilot_profile(values, np.arange(1, 9), 80, "stretch") == (values, None)
+
+
+def test_pilot_steps_rule():
+    assert PilotSettings(phase="pilot", fraction=0.1).pilot_steps(1000) == 100
+    with pytest.raises(RuntimeError, match="use --fraction 0.1 or more"):
+        PilotSettings(phase="pilot", fraction=0.01).pilot_steps(100)

@@ -58,7 +58,8 @@ def _refine(args: argparse.Namespace) -> int:
     if args.plot:
         from .plotting import plot_refinement
 
-        plot_refinement(details, np.asarray(raw, dtype=float), args.plot, title=str(args.source), norm=args.norm)
+        raw = np.asarray(raw, dtype=float)
+        plot_refinement(details, raw, args.plot, title=str(args.source), norm=args.norm, raw_positions=log.positions())
         print(f"wrote {args.plot}")
     return 0
 

@@ -226,7 +226,10 @@ def compute_pilot_schedule(
     if plot:
         from .plotting import plot_refinement
 
-        png = plot_refinement(details, values, directory / PLOT_FILE, title=f"pilot: {len(values)} of {total} steps", norm=norm)
+        png = plot_refinement(
+            details, values, directory / PLOT_FILE, title=f"pilot: {len(values)} of {total} steps ({mapping})",
+            norm=norm, raw_positions=(log.steps - 1) / (log.steps[-1] if mapping == "stretch" else total),
+        )
     return {
         "num_training_steps": total,
         "pilot_steps": int(log.steps[-1]) if log.steps is not None and log.steps.size else len(values),

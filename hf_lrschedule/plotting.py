@@ -18,8 +18,9 @@ def plot_refinement(
     *,
     title: str = "",
     norm: str = "l2",
+    raw_positions: np.ndarray | None = None,
 ) -> Path:
-    """Write a two-panel PNG atomically and return its path."""
+    """Write a two-panel PNG atomically and return its path (`raw_positions`: training fraction of each raw norm)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -29,8 +30,10 @@ def plot_refinement(
     steps = details.multipliers.size - 1
     fraction = np.linspace(0.0, 1.0, steps + 1)
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(7, 6), sharex=True)
-    finite = raw_norms[np.isfinite(raw_norms)]
-    top.plot(np.linspace(0.0, 1.0, finite.size), finite, color="0.7", lw=0.8, label=f"raw {norm} norms")
+    if raw_positions is None:
+        raw_positions = np.arange(raw_norms.size) / raw_norms.size
+    finite = np.isfinite(raw_norms)
+    top.plot(raw_positions[finite], raw_norms[finite], color="0.6", lw=0.8, label=f"raw {norm} norms")
     top.plot(fraction, details.smoothed, color="C1", lw=1.5, label="median-smoothed")
     if not np.array_equal(details.guarded, details.smoothed):
         top.plot(fraction, details.guarded, color="C3", lw=1.2, ls="--", label="after guard")

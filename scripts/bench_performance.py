@@ -46,7 +46,7 @@ def time_scheduler_step(T: int, steps: int = 2000) -> float:
     return (time.perf_counter() - start) / steps
 
 
-def step_times(record: bool, steps: int, out: Path) -> list[float]:
+def step_times(record: str, steps: int, out: Path) -> list[float]:
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM, Trainer, TrainerCallback, TrainingArguments
 
@@ -68,10 +68,14 @@ def step_times(record: bool, steps: int, out: Path) -> list[float]:
     model = LlamaForCausalLM(config)
     data = [{"input_ids": torch.randint(0, 256, (64,)), "labels": torch.randint(0, 256, (64,))} for _ in range(512)]
     clock = StepClock()
-    callbacks = [clock] + ([GradNormRecorderCallback(path=out / "norms.json")] if record else [])
     args = TrainingArguments(output_dir=str(out), max_steps=steps, per_device_train_batch_size=8, learning_rate=1e-3,
                              logging_steps=50, report_to="none", save_strategy="no", disable_tqdm=True, seed=0)
-    Trainer(model=model, args=args, train_dataset=data, callbacks=callbacks).train()
+    trainer = Trainer(model=model, args=args, train_dataset=data, callbacks=[clock])
+    if record == "attach":
+        GradNormRecorderCallback(path=out / "norms.json").attach(trainer)
+    elif record == "callback":
+        trainer.add_callback(GradNormRecorderCallback(path=out / "norms.json"))
+    trainer.train()
     return clock.times[5:]  # drop warm-up steps
 
 
@@ -88,19 +92,19 @@ def main() -> int:
     results = {"machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, {platform.python_version()}"}
     results["refine_seconds"] = {str(n): time_refine(n) for n in (10_000, 100_000, 1_000_000)}
     results["scheduler_step_seconds"] = {str(T): time_scheduler_step(T) for T in (1_000, 1_000_000)}
-    medians = {"without": [], "with": []}
+    modes = ("none", "attach", "callback")
+    medians = {mode: [] for mode in modes}
     with tempfile.TemporaryDirectory() as tmp:
         for repeat in range(args.repeats):
-            for record in (False, True):  # alternated, side by side
-                times = step_times(record, args.steps, Path(tmp) / f"{record}{repeat}")
-                medians["with" if record else "without"].append(statistics.median(times))
-                print(f"repeat {repeat} recorder={record}: median step {medians['with' if record else 'without'][-1] * 1e3:.1f} ms", flush=True)
-    ratios = [w / wo for w, wo in zip(medians["with"], medians["without"])]
+            for mode in modes:  # alternated, side by side
+                medians[mode].append(statistics.median(step_times(mode, args.steps, Path(tmp) / f"{mode}{repeat}")))
+                print(f"repeat {repeat} recorder={mode}: median step {medians[mode][-1] * 1e3:.1f} ms", flush=True)
     results["recording"] = {
         "model": "Llama 4 layers, hidden 256, vocab 256 (3.2M parameters), batch 8 x 64, AdamW, CPU",
-        "median_step_seconds_without": medians["without"],
-        "median_step_seconds_with": medians["with"],
-        "overhead_ratio_median": statistics.median(ratios),
+        "median_step_seconds": medians,
+        "overhead_ratio_median": {
+            mode: statistics.median(w / wo for w, wo in zip(medians[mode], medians["none"])) for mode in modes[1:]
+        },
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(results, indent=1) + "\n")

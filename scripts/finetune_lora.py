@@ -88,15 +88,14 @@ def main() -> None:
     )
     model = get_peft_model(model, lora)
     train, evaluation = block_dataset(recipe, tokenizer, training_args)
-    callbacks = []
+    trainer = Trainer(
+        model=model, args=training_args, train_dataset=train, eval_dataset=evaluation,
+        data_collator=default_data_collator,
+    )
     if recipe.record_grad_norms:
         from hf_lrschedule import GradNormRecorderCallback
 
-        callbacks.append(GradNormRecorderCallback())
-    trainer = Trainer(
-        model=model, args=training_args, train_dataset=train, eval_dataset=evaluation,
-        data_collator=default_data_collator, callbacks=callbacks,
-    )
+        GradNormRecorderCallback().attach(trainer)
     trainer.train()
     metrics = trainer.evaluate()
     metrics["perplexity"] = math.exp(metrics["eval_loss"])

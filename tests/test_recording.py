@@ -47,9 +47,18 @@ def spy_on_clipping(trainer):
     return seen
 
 
-def test_recorder_equals_the_trainers_pre_clip_norms_with_accumulation_and_clipping(tmp_path):
+def recording_trainer(tmp_path, mode, **kwargs):
+    """mode "attach": the recorder wraps the clip call; "callback": it forces a log every step."""
     callback = GradNormRecorderCallback()
-    trainer = make_trainer(tmp_path, callbacks=[callback])
+    trainer = make_trainer(tmp_path, callbacks=[callback] if mode == "callback" else [], **kwargs)
+    if mode == "attach":
+        callback.attach(trainer)
+    return trainer
+
+
+@pytest.mark.parametrize("mode", ["attach", "callback"])
+def test_recorder_equals_the_trainers_pre_clip_norms_with_accumulation_and_clipping(tmp_path, mode):
+    trainer = recording_trainer(tmp_path, mode)
     seen = spy_on_clipping(trainer)
     trainer.train()
     assert len(seen) == 6
@@ -59,13 +68,14 @@ def test_recorder_equals_the_trainers_pre_clip_norms_with_accumulation_and_clipp
     assert data["l2"] == pytest.approx([l2 for l2, _ in seen], rel=1e-6)
     assert data["l1"] == pytest.approx([l1 for _, l1 in seen], rel=1e-4)  # un-clipped from the clipped grads
     meta = data["meta"]
+    logged = [e["step"] for e in trainer.state.log_history if "grad_norm" in e]
+    assert logged == ([3, 6] if mode == "attach" else [1, 2, 3, 4, 5, 6])  # attach leaves the user's logging alone
     assert meta["optimizer_family"] == "adam" and meta["gradient_accumulation_steps"] == 2
     assert meta["max_grad_norm"] == 0.5 and meta["num_training_steps"] == 6 and meta["world_size"] == 1
 
 
 def test_sgd_records_l2_only(tmp_path):
-    callback = GradNormRecorderCallback()
-    trainer = make_trainer(tmp_path, callbacks=[callback], optim="sgd", max_grad_norm=0.0)
+    trainer = recording_trainer(tmp_path, "attach", optim="sgd", max_grad_norm=0.0)
     seen = spy_on_clipping(trainer)
     trainer.train()
     log = load_grad_norms(tmp_path / "out" / "grad_norms.json")
@@ -87,8 +97,7 @@ def test_lora_norms_cover_the_adapter_only(tmp_path):
     from peft import LoraConfig, get_peft_model
 
     model = get_peft_model(tiny_llama(), LoraConfig(r=4, target_modules=["q_proj", "v_proj"], lora_dropout=0.0))
-    callback = GradNormRecorderCallback()
-    trainer = make_trainer(tmp_path, model=model, callbacks=[callback], learning_rate=1e-2)
+    trainer = recording_trainer(tmp_path, "attach", model=model, learning_rate=1e-2)
     seen = spy_on_clipping(trainer)
     trainer.train()
     data = json.loads((tmp_path / "out" / "grad_norms.json").read_text())

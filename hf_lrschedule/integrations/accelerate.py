@@ -17,7 +17,7 @@ from accelerate import Accelerator
 from torch.optim import Optimizer
 
 from ..recording import GradNormRecorder
-from .trainer_callback import unclip
+from .trainer_callback import grad_l1_norm, unclip
 from .transformers import get_linear_refined_schedule
 
 
@@ -74,7 +74,6 @@ def clip_grad_norm_and_record(
     if recorder is not None and accelerator.is_main_process:
         l1 = None
         if record_l1 and parameters:
-            clipped = float(torch.stack(torch._foreach_norm([p.grad.detach() for p in parameters], 1)).double().sum())
-            l1 = unclip(clipped, l2, limit if math.isfinite(limit) else 0.0)
+            l1 = unclip(float(grad_l1_norm(parameters)), l2, limit if math.isfinite(limit) else 0.0)
         recorder.record(step, l2, l1)
     return l2

@@ -107,9 +107,7 @@ def attach_pilot(trainer, settings: PilotSettings, exit_when_done: bool = True) 
     for callback in list(trainer.callback_handler.callbacks):
         if type(callback).__module__.startswith("transformers.integrations"):  # W&B, TensorBoard, ...
             trainer.remove_callback(callback)
-    callback = PilotCallback(settings, exit_when_done=exit_when_done)
-    trainer.add_callback(callback)
-    return callback
+    return PilotCallback(settings, exit_when_done=exit_when_done).attach(trainer)
 
 
 def patch_trainer() -> None:

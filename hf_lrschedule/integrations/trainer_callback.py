@@ -16,12 +16,12 @@ from ..recording import GradNormRecorder, optimizer_family
 DEFAULT_FILENAME = "grad_norms.json"
 
 
-def grad_l1_norm(model: torch.nn.Module) -> float | None:
-    """l1 norm of the gradients held by `model` (None when they live elsewhere, as under DeepSpeed / FSDP)."""
-    grads = [p.grad.detach() for p in model.parameters() if p.grad is not None]
+def grad_l1_norm(parameters) -> torch.Tensor | None:
+    """l1 norm of the gradients of `parameters`, as a tensor (None when they live elsewhere: DeepSpeed, FSDP)."""
+    grads = [p.grad.detach() for p in parameters if p.grad is not None]
     if not grads:
         return None
-    return float(torch.stack(torch._foreach_norm(grads, 1)).double().sum())
+    return torch.stack(torch._foreach_norm(grads, 1)).double().sum()
 
 
 def unclip(clipped_norm: float | None, pre_clip_l2: float, max_grad_norm: float) -> float | None:
@@ -38,11 +38,18 @@ def unclip(clipped_norm: float | None, pre_clip_l2: float, max_grad_norm: float)
 class GradNormRecorderCallback(TrainerCallback):
     """Records the pre-clip global gradient norm of every optimizer step of a `Trainer` run.
 
-    The l2 norm is the one the Trainer computes for clipping (`logs["grad_norm"]`, after accumulation and
-    across processes); to get it at every step the callback asks the Trainer to log every step, so the
-    logged `loss` becomes per-step too. For Adam-family optimizers the l1 norm is recorded as well: it is
-    computed on the clipped gradients in `on_pre_optimizer_step` and divided by the clip factor, which torch
-    applies to all gradients alike. Rank 0 writes the file atomically at each checkpoint and at the end.
+    The l2 norm is the one the Trainer computes for clipping (after accumulation and across processes). Two ways
+    to get it at every step:
+
+    * `GradNormRecorderCallback().attach(trainer)` (preferred): wraps `trainer.accelerator.clip_grad_norm_`,
+      the call that computes the norm, and keeps its result on the device until the next save (no sync per step).
+      The user's logging is unchanged.
+    * `Trainer(callbacks=[GradNormRecorderCallback()])`: the callback cannot reach that call, so it asks the
+      Trainer to log every step and reads `logs["grad_norm"]`; the logged `loss` then becomes per-step too.
+
+    For Adam-family optimizers the l1 norm is recorded as well: computed on the clipped gradients and divided by
+    the clip factor, which torch applies to all gradients alike. Rank 0 writes the file atomically at each
+    checkpoint and at the end.
 
     Args:
         path: where to write the recorder file (default: `<output_dir>/grad_norms.json`).
@@ -60,7 +67,28 @@ class GradNormRecorderCallback(TrainerCallback):
         self.record_l1 = record_l1
         self.extra_meta = dict(extra_meta or {})
         self.recorder = GradNormRecorder()
-        self._clipped_l1: float | None = None
+        self._clipped_l1: torch.Tensor | None = None
+        self._attached = False
+        self._last_norm: tuple[Any, torch.Tensor | None] | None = None
+        self._unsynced: list[tuple[int, Any, torch.Tensor | None]] = []
+        self._max_grad_norm = 0.0
+
+    def attach(self, trainer) -> GradNormRecorderCallback:
+        """Read the norm straight from `trainer`'s clip call (see the class docstring); adds the callback."""
+        accelerator = trainer.accelerator
+        original = accelerator.clip_grad_norm_
+
+        def clip_grad_norm_(parameters, max_norm, *args, **kwargs):
+            parameters = list(parameters)
+            norm = original(parameters, max_norm, *args, **kwargs)
+            self._last_norm = (norm, grad_l1_norm(parameters) if self.record_l1 else None)
+            return norm
+
+        accelerator.clip_grad_norm_ = clip_grad_norm_
+        self._attached = True
+        if self not in trainer.callback_handler.callbacks:
+            trainer.add_callback(self)
+        return self
 
     def on_train_begin(self, args, state, control, model=None, optimizer=None, **kwargs):
         if self.path is None:
@@ -69,6 +97,7 @@ class GradNormRecorderCallback(TrainerCallback):
         family = optimizer_family(optimizer_class)
         if self.record_l1 is None:
             self.record_l1 = family == "adam"
+        self._max_grad_norm = args.max_grad_norm
         self.recorder = GradNormRecorder(self.path)
         if state.global_step > 0 and self.path.is_file():  # resumed: keep what the earlier run recorded
             self.recorder.load_state_dict(json.loads(self.path.read_text(encoding="utf-8")))
@@ -89,24 +118,44 @@ class GradNormRecorderCallback(TrainerCallback):
         )
 
     def on_pre_optimizer_step(self, args, state, control, model=None, **kwargs):
-        self._clipped_l1 = grad_l1_norm(model) if self.record_l1 and model is not None else None
+        if not self._attached:
+            self._clipped_l1 = grad_l1_norm(model.parameters()) if self.record_l1 and model is not None else None
 
     def on_step_end(self, args, state, control, **kwargs):
-        control.should_log = True  # the Trainer puts this step's pre-clip norm into the logs
+        if not self._attached:
+            control.should_log = True  # the Trainer puts this step's pre-clip norm into the logs
+        elif self._last_norm is not None:
+            self._unsynced.append((state.global_step, *self._last_norm))
+            self._last_norm = None
 
     def on_log(self, args, state, control, logs=None, **kwargs):
-        if not logs or "grad_norm" not in logs:
+        if self._attached or not logs or "grad_norm" not in logs:
             return
         l2 = float(logs["grad_norm"])
-        l1 = unclip(self._clipped_l1, l2, args.max_grad_norm) if self.record_l1 else None
+        l1 = unclip(_to_float(self._clipped_l1), l2, args.max_grad_norm) if self.record_l1 else None
         self.recorder.record(state.global_step, l2, l1)
         self._clipped_l1 = None
 
+    def flush(self) -> GradNormRecorder:
+        """Move the norms still on the device into the recorder (one sync for many steps)."""
+        for step, norm, clipped_l1 in self._unsynced:
+            l2 = _to_float(norm)
+            self.recorder.record(step, l2, unclip(_to_float(clipped_l1), l2, self._max_grad_norm) if self.record_l1 else None)
+        self._unsynced.clear()
+        return self.recorder
+
     def on_save(self, args, state, control, **kwargs):
+        self.flush()
         if state.is_world_process_zero and len(self.recorder):
             self.recorder.save()
 
     def on_train_end(self, args, state, control, **kwargs):
+        self.flush()
         if state.is_world_process_zero and len(self.recorder):
             self.recorder.save()
 
+
+def _to_float(value) -> float | None:
+    if value is None:
+        return None
+    return float(value.item()) if hasattr(value, "item") else float(value)

@@ -1,0 +1,58 @@
+"""A custom accelerate loop that can stop after update K (accelerator.save_state) and resume (load_state).
+
+Usage: python accelerate_resume.py RESULT_JSON [--stop_after K --state DIR] [--resume DIR]
+"""
+
+import argparse
+import json
+import os
+
+import torch
+from accelerate import Accelerator
+from tiny import ByteLMDataset, tiny_llama
+
+from hf_lrschedule import create_accelerate_scheduler
+
+parser = argparse.ArgumentParser()
+parser.add_argument("result")
+parser.add_argument("--steps", type=int, default=10)
+parser.add_argument("--stop_after", type=int, default=0)
+parser.add_argument("--state", default="")
+parser.add_argument("--resume", default="")
+args = parser.parse_args()
+
+accelerator = Accelerator(cpu=True, gradient_accumulation_steps=2)
+torch.manual_seed(0)
+model = tiny_llama()
+optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
+loader = torch.utils.data.DataLoader(ByteLMDataset(num_windows=256), batch_size=2)
+model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
+scheduler = create_accelerate_scheduler(
+    accelerator, optimizer, num_training_steps=args.steps, grad_norms=[3.0, 2.0, 1.0, 1.0, 1.2, 1.4, 1.6, 2.0]
+)
+update = 0
+if args.resume:
+    accelerator.load_state(args.resume)
+    update = json.load(open(os.path.join(args.resume, "update.json")))["update"]
+    loader = accelerator.skip_first_batches(loader, update * 2)
+
+lrs = {}
+while update < args.steps:
+    for batch in loader:
+        with accelerator.accumulate(model):
+            accelerator.backward(model(**batch).loss)
+            if accelerator.sync_gradients:
+                lrs[update + 1] = optimizer.param_groups[0]["lr"]
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad()
+        if accelerator.sync_gradients:
+            update += 1
+            if update == args.stop_after:
+                accelerator.save_state(args.state)
+                json.dump({"update": update}, open(os.path.join(args.state, "update.json"), "w"))
+                json.dump({"lrs": lrs}, open(args.result, "w"))
+                raise SystemExit(0)
+            if update == args.steps:
+                break
+json.dump({"lrs": lrs}, open(args.result, "w"))

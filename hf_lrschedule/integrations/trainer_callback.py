@@ -16,12 +16,19 @@ from ..recording import GradNormRecorder, optimizer_family
 DEFAULT_FILENAME = "grad_norms.json"
 
 
-def grad_l1_norm(parameters) -> torch.Tensor | None:
-    """l1 norm of the gradients of `parameters`, as a tensor (None when they live elsewhere: DeepSpeed, FSDP)."""
+def grad_l1_norm(parameters, sharded: bool = False) -> torch.Tensor | None:
+    """l1 norm of the gradients of `parameters`, as a tensor; None where they are not held in `.grad` (DeepSpeed).
+
+    `sharded`: each process holds a disjoint shard of every gradient (FSDP), so the local sums are added up.
+    """
     grads = [p.grad.detach() for p in parameters if p.grad is not None]
-    if not grads:
-        return None
-    return torch.stack(torch._foreach_norm(grads, 1)).double().sum()
+    grads = [g.to_local() if hasattr(g, "to_local") else g for g in grads]  # FSDP2 DTensor shards
+    total = torch.stack(torch._foreach_norm(grads, 1)).double().sum() if grads else None
+    if sharded and torch.distributed.is_available() and torch.distributed.is_initialized():
+        if total is None:
+            total = torch.zeros((), dtype=torch.float64)
+        torch.distributed.all_reduce(total)
+    return total
 
 
 def unclip(clipped_norm: float | None, pre_clip_l2: float, max_grad_norm: float) -> float | None:
@@ -77,11 +84,15 @@ class GradNormRecorderCallback(TrainerCallback):
         """Read the norm straight from `trainer`'s clip call (see the class docstring); adds the callback."""
         accelerator = trainer.accelerator
         original = accelerator.clip_grad_norm_
+        sharded = bool(getattr(trainer, "is_fsdp_enabled", False))
+        if getattr(trainer, "is_deepspeed_enabled", False):
+            self.record_l1 = False  # ZeRO keeps the gradients inside the engine: only its global l2 is available
+            self.extra_meta["l1_skipped"] = "DeepSpeed"
 
         def clip_grad_norm_(parameters, max_norm, *args, **kwargs):
             parameters = list(parameters)
             norm = original(parameters, max_norm, *args, **kwargs)
-            self._last_norm = (norm, grad_l1_norm(parameters) if self.record_l1 else None)
+            self._last_norm = (norm, grad_l1_norm(parameters, sharded) if self.record_l1 else None)
             return norm
 
         accelerator.clip_grad_norm_ = clip_grad_norm_

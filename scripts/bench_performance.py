@@ -73,6 +73,8 @@ def step_times(record: str, steps: int, out: Path) -> list[float]:
     trainer = Trainer(model=model, args=args, train_dataset=data, callbacks=[clock])
     if record == "attach":
         GradNormRecorderCallback(path=out / "norms.json").attach(trainer)
+    elif record == "attach_l2_only":
+        GradNormRecorderCallback(path=out / "norms.json", record_l1=False).attach(trainer)
     elif record == "callback":
         trainer.add_callback(GradNormRecorderCallback(path=out / "norms.json"))
     trainer.train()
@@ -92,7 +94,7 @@ def main() -> int:
     results = {"machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, {platform.python_version()}"}
     results["refine_seconds"] = {str(n): time_refine(n) for n in (10_000, 100_000, 1_000_000)}
     results["scheduler_step_seconds"] = {str(T): time_scheduler_step(T) for T in (1_000, 1_000_000)}
-    modes = ("none", "attach", "callback")
+    modes = ("none", "attach", "attach_l2_only", "callback")
     medians = {mode: [] for mode in modes}
     with tempfile.TemporaryDirectory() as tmp:
         for repeat in range(args.repeats):

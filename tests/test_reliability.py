@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -77,6 +78,30 @@ def test_accelerate_save_state_and_load_state(tmp_path):
     first = json.loads((tmp_path / "first.json").read_text())["lrs"]
     second = json.loads((tmp_path / "second.json").read_text())["lrs"]
     assert len(straight) == 10 and {**first, **second} == straight
+
+
+def test_trainer_two_processes_same_lrs_as_one(tmp_path):
+    launcher = shutil.which("accelerate") or pytest.skip("accelerate launcher not on PATH")
+    norms = tmp_path / "norms.json"
+    norms.write_text(json.dumps({"format": "hf_lrschedule.grad_norms", "format_version": 1, "meta": {},
+                                 "steps": list(range(1, 13)), "l2": NORMS, "l1": None}))
+    script = [str(TESTS / "scripts" / "stock_train.py"), "--max_steps", "8", "--per_device_train_batch_size", "2",
+              "--gradient_accumulation_steps", "2", "--logging_steps", "1", "--report_to", "none", "--disable_tqdm", "true",
+              "--save_strategy", "no", "--use_cpu", "true", "--lr_scheduler_type", "linear_refined",
+              "--lr_scheduler_kwargs", json.dumps({"grad_norms": str(norms)})]
+    env = subprocess_env()
+    for name, prefix in (("one", [sys.executable]), ("two", [launcher, "launch", "--multi_gpu", "--num_processes", "2",
+                         "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"])):
+        proc = subprocess.run([*prefix, *script, "--output_dir", str(tmp_path / name),
+                               "--result_file", str(tmp_path / f"{name}.{{rank}}.json")],
+                              env=env, capture_output=True, text=True, timeout=600)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    one = json.loads((tmp_path / "one.0.json").read_text())
+    ranks = [json.loads((tmp_path / f"two.{r}.json").read_text()) for r in (0, 1)]
+    assert one["world_size"] == 1 and len(one["lrs"]) == 8
+    for rank in ranks:
+        assert rank["world_size"] == 2
+        assert rank["lrs"] == one["lrs"] and rank["schedule_sha256"] == one["schedule_sha256"]
 
 
 def test_sigkill_of_the_pilot_leaves_nothing_a_rerun_trusts(tmp_path):

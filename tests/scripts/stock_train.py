@@ -1,5 +1,6 @@
 """A stock HfArgumentParser + Trainer script: it never imports hf_lrschedule (the tests check the flag still works)."""
 
+import hashlib
 import json
 from dataclasses import dataclass, field
 
@@ -9,7 +10,7 @@ from transformers import HfArgumentParser, Trainer, TrainerCallback, TrainingArg
 
 @dataclass
 class ScriptArguments:
-    result_file: str = field(default="result.json")
+    result_file: str = field(default="result.json", metadata={"help": "may contain {rank}"})
     resume: str = field(default="")
     lora: bool = field(default=False)
     crash_at_step: int = field(default=0, metadata={"help": "raise at this step (tests of failing runs)"})
@@ -36,8 +37,11 @@ def main() -> None:
     trainer.train(resume_from_checkpoint=script_args.resume or None)
     lrs = {e["step"]: e["learning_rate"] for e in trainer.state.log_history if "learning_rate" in e}
     losses = {e["step"]: e["loss"] for e in trainer.state.log_history if "loss" in e}
-    with open(script_args.result_file, "w") as handle:
-        json.dump({"lrs": lrs, "losses": losses}, handle)
+    schedule = getattr(trainer.lr_scheduler.lr_lambdas[0], "table", None)
+    digest = hashlib.sha256(json.dumps(schedule).encode()).hexdigest()
+    result = {"lrs": lrs, "losses": losses, "world_size": training_args.world_size, "schedule_sha256": digest}
+    with open(script_args.result_file.format(rank=training_args.process_index), "w") as handle:
+        json.dump(result, handle)
 
 
 if __name__ == "__main__":

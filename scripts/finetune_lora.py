@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from transformers import AutoModelForCausalLM, AutoTokenizer, Trainer, TrainingArguments, default_data_collator
 from trl import TrlParser
 
+from hf_lrschedule.integrations.accelerate import leave_process_group
 from hf_lrschedule.prepare import load_text_dataset, prepare_smollm2, prepare_text_corpus
 
 
@@ -110,3 +111,4 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+    leave_process_group()  # after main() has dropped the model: see its docstring

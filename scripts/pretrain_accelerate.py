@@ -25,6 +25,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from pretrain_data import byte_blocks  # noqa: E402
 
 from hf_lrschedule import RefinedRun  # noqa: E402
+from hf_lrschedule.integrations.accelerate import leave_process_group  # noqa: E402
 from hf_lrschedule.prepare import tiny_llama_config  # noqa: E402
 
 
@@ -107,3 +108,4 @@ def main(argv=None) -> None:
 
 if __name__ == "__main__":
     main()
+    leave_process_group()  # after main() has dropped the model: see its docstring

@@ -21,6 +21,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from pretrain_data import byte_blocks  # noqa: E402
 
 from hf_lrschedule import GradNormRecorderCallback  # noqa: E402
+from hf_lrschedule.integrations.accelerate import leave_process_group  # noqa: E402
 from hf_lrschedule.prepare import tiny_llama_config  # noqa: E402
 
 
@@ -55,3 +56,4 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+    leave_process_group()  # after main() has dropped the model: see its docstring

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import os
 import random
 import sys
 import time
@@ -51,6 +52,23 @@ class _Progress:
         print(f"[hf-lrschedule] {self.label}: step {step}/{self.total}, {elapsed:.1f} s elapsed, ETA {eta:.1f} s", flush=True)
 
 
+def _end_pilot_process() -> None:
+    """End a pilot process once its norms are saved: the full phase runs in a new process.
+
+    Under a launcher, the user's DDP model still holds the process group and would reach interpreter shutdown, where
+    gloo can abort a rank (see `leave_process_group`) and fail the launch; we cannot drop the user's objects, so the
+    ranks meet, leave the group and end without interpreter shutdown.
+    """
+    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+        sys.exit(0)
+    torch.distributed.barrier()
+    torch.distributed.destroy_process_group()
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
+
+
 class PilotCallback(GradNormRecorderCallback):
     """Records every step's gradient norms, stops after the pilot's share of the run, then ends the process."""
 
@@ -86,7 +104,7 @@ class PilotCallback(GradNormRecorderCallback):
         if self.exit_when_done:
             # The user's script would go on to evaluate, save or push the pilot's model: skip all that.
             print(f"[hf-lrschedule] pilot done after {state.global_step} steps; norms in {self.path}", flush=True)
-            sys.exit(0)
+            _end_pilot_process()
 
 
 def redirect_outputs(args, settings: PilotSettings) -> None:
@@ -215,8 +233,7 @@ class RefinedRun:
         if self.recorder is not None and self.accelerator.is_main_process and len(self.recorder):
             self.recorder.save()
         if self.is_pilot:
-            self.accelerator.wait_for_everyone()
-            sys.exit(0)
+            _end_pilot_process()
 
 
 def run_pilot(

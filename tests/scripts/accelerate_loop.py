@@ -15,6 +15,7 @@ from accelerate.utils import DataLoaderConfiguration
 from tiny import ByteLMDataset, tiny_llama
 
 from hf_lrschedule import GradNormRecorder, clip_grad_norm_and_record, create_accelerate_scheduler
+from hf_lrschedule.integrations.accelerate import leave_process_group
 
 parser = argparse.ArgumentParser()
 parser.add_argument("result_prefix")
@@ -70,3 +71,6 @@ with open(f"{args.result_prefix}.rank{accelerator.process_index}.json", "w") as 
     )
 if accelerator.is_main_process:
     recorder.save()
+del model, optimizer, loader, scheduler
+accelerator.free_memory()
+leave_process_group()

@@ -11,6 +11,7 @@ from accelerate import Accelerator
 from tiny import ByteLMDataset, tiny_llama
 
 from hf_lrschedule import RefinedRun
+from hf_lrschedule.integrations.accelerate import leave_process_group
 
 parser = argparse.ArgumentParser()
 parser.add_argument("result_prefix")
@@ -43,3 +44,6 @@ while not done:
 run.finish()
 with open(f"{args.result_prefix}.rank{accelerator.process_index}.json", "w") as handle:
     json.dump({"lrs": lrs, "world_size": accelerator.num_processes}, handle)
+del model, optimizer, loader, scheduler, run
+accelerator.free_memory()
+leave_process_group()

@@ -46,3 +46,7 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+    # Imported only now, so that the run above never saw an explicit `import hf_lrschedule`.
+    from hf_lrschedule.integrations.accelerate import leave_process_group
+
+    leave_process_group()

@@ -49,10 +49,11 @@ def refine_schedule_reference(
         window = [padded[min(max(k, 0), len(padded) - 1)] for k in range(t - half, t + half + 1)]
         smoothed.append(statistics.median(window))
 
-    # 3. Guard: clip to [m / R, m * R] around the median.
-    if guard == "clip":
+    # 3. Guard: clip to [m / R, m * R] ("clip") or [m, m * R] ("floor") around the median m.
+    if guard in ("clip", "floor"):
         m = statistics.median(smoothed)
-        smoothed = [min(max(g, m / max_norm_ratio), m * max_norm_ratio) for g in smoothed]
+        low = m if guard == "floor" else m / max_norm_ratio
+        smoothed = [min(max(g, low), m * max_norm_ratio) for g in smoothed]
 
     # 4. Weights, 5. eta_t = w_t * sum_{p > t} w_p, normalised to peak 1.
     power = 2.0 if norm == "l2" else 1.0

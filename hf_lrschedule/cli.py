@@ -10,7 +10,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from . import __version__
-from .refine import DEFAULT_MAX_NORM_RATIO, DEFAULT_SMOOTHING, refinement_details
+from .refine import DEFAULT_GUARD, DEFAULT_MAX_NORM_RATIO, DEFAULT_SMOOTHING, GUARD_KINDS, refinement_details
 from .sources import atomic_write_json, load_grad_norms, load_schedule, schedule_payload
 
 SUMMARY_FRACTIONS = (0.0, 0.25, 0.5, 0.75, 0.95)
@@ -29,8 +29,9 @@ def schedule_summary(multipliers: Sequence[float]) -> str:
 def _add_refine_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--norm", choices=("l2", "l1"), default="l2", help="l2: w = G^-2 (default); l1: w = G^-1")
     parser.add_argument("--smoothing", type=float, default=DEFAULT_SMOOTHING, help="median width, fraction of T")
-    parser.add_argument("--guard", choices=("clip", "none"), default="clip", help="'none' = the paper's formula")
-    parser.add_argument("--max-norm-ratio", type=float, default=DEFAULT_MAX_NORM_RATIO, help="R of the clip guard")
+    parser.add_argument("--guard", choices=GUARD_KINDS, default=DEFAULT_GUARD,
+                        help="clip: norms within [m/R, m*R] of their median m; floor: [m, m*R]; none: the paper's formula")
+    parser.add_argument("--max-norm-ratio", type=float, default=DEFAULT_MAX_NORM_RATIO, help="R of the guard")
 
 
 def _refine(args: argparse.Namespace) -> int:

@@ -9,7 +9,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
-from .refine import DEFAULT_MAX_NORM_RATIO, DEFAULT_SMOOTHING, check_options
+from .refine import DEFAULT_GUARD, DEFAULT_MAX_NORM_RATIO, DEFAULT_SMOOTHING, check_options
 
 
 def _number(value: Any, name: str) -> float:
@@ -45,10 +45,11 @@ class RefinedScheduleConfig:
         metadata={"help": "'l2' (w = G^-2, SGD form; the default, also for AdamW) or 'l1' (w = G^-1, Adam form)."},
     )
     smoothing: float = field(default=DEFAULT_SMOOTHING, metadata={"help": "Median filter width, fraction of T."})
-    guard: str = field(default="clip", metadata={"help": "'clip' (default) or 'none' (the paper's formula)."})
-    max_norm_ratio: float = field(
-        default=DEFAULT_MAX_NORM_RATIO, metadata={"help": "R of the clip guard: norms kept within [m/R, m*R]."}
+    guard: str = field(
+        default=DEFAULT_GUARD,
+        metadata={"help": "'clip' (norms within [m/R, m*R] of their median m), 'floor' ([m, m*R]) or 'none' (paper)."},
     )
+    max_norm_ratio: float = field(default=DEFAULT_MAX_NORM_RATIO, metadata={"help": "R of the guard."})
     min_lr_ratio: float = field(default=0.0, metadata={"help": "Floor of the decay, a fraction of the base LR."})
 
     def __post_init__(self) -> None:

@@ -41,7 +41,7 @@ from typing import Any
 import numpy as np
 
 from . import __version__
-from .refine import DEFAULT_MAX_NORM_RATIO, DEFAULT_SMOOTHING, refinement_details
+from .refine import DEFAULT_GUARD, DEFAULT_MAX_NORM_RATIO, DEFAULT_SMOOTHING, refinement_details
 from .sources import atomic_write_json, load_grad_norms, schedule_payload
 
 ENV_PHASE = "HF_LRSCHEDULE_PHASE"
@@ -193,7 +193,7 @@ def compute_pilot_schedule(
     *,
     norm: str = "l2",
     smoothing: float = DEFAULT_SMOOTHING,
-    guard: str = "clip",
+    guard: str = DEFAULT_GUARD,
     max_norm_ratio: float = DEFAULT_MAX_NORM_RATIO,
     plot: bool = True,
 ) -> dict[str, Any]:
@@ -269,7 +269,7 @@ def run_pilot_command(
     mapping: str = "extend",
     norm: str = "l2",
     smoothing: float = DEFAULT_SMOOTHING,
-    guard: str = "clip",
+    guard: str = DEFAULT_GUARD,
     max_norm_ratio: float = DEFAULT_MAX_NORM_RATIO,
 ) -> dict[str, Any]:
     """Run `command` as a pilot (fraction `fraction` of its steps), refine, then run it in full with the schedule."""

@@ -37,7 +37,8 @@ import numpy as np
 from scipy.ndimage import median_filter
 
 NormKind = Literal["l1", "l2"]
-GuardKind = Literal["clip", "none"]
+GuardKind = Literal["clip", "floor", "none"]
+GUARD_KINDS = ("clip", "floor", "none")
 
 #: Default of the guard: the smoothed norms are clipped to ``[m / R, m * R]`` around their median ``m``. Where the
 #: norms keep falling late in training, the bare formula's weights explode and its peak moves late (measured: a loss
@@ -45,6 +46,7 @@ GuardKind = Literal["clip", "none"]
 #: peak lands no later than that point. ``R = 1`` gives linear decay, ``R -> inf`` (or ``guard="none"``) the
 #: paper's bare formula. Early large norms (the warmup signal) are kept in shape, only capped at ``m * R``.
 #: R = 1.5 is what the benchmark (README, "Benchmark") ran with; its option study leans to 1.25, on weak evidence.
+DEFAULT_GUARD: GuardKind = "clip"
 DEFAULT_MAX_NORM_RATIO = 1.5
 DEFAULT_SMOOTHING = 0.1
 
@@ -124,10 +126,14 @@ def filter_width(smoothing: float, num_training_steps: int) -> int:
     return 2 * (int(smoothing * num_training_steps) // 2) + 1
 
 
-def guard_norms(smoothed: np.ndarray, max_norm_ratio: float) -> np.ndarray:
-    """Clip smoothed norms to ``[m / R, m * R]`` around their median ``m`` (the default guard)."""
+def guard_norms(smoothed: np.ndarray, max_norm_ratio: float, guard: str = "clip") -> np.ndarray:
+    """Bound smoothed norms around their median ``m``: ``[m / R, m * R]`` for ``"clip"``, ``[m, m * R]`` for
+    ``"floor"`` (norms below the median count as the median), unchanged for ``"none"``."""
+    if guard == "none":
+        return smoothed
     middle = float(np.median(smoothed))
-    return np.clip(smoothed, middle / max_norm_ratio, middle * max_norm_ratio)
+    low = middle if guard == "floor" else middle / max_norm_ratio
+    return np.clip(smoothed, low, middle * max_norm_ratio)
 
 
 def schedule_from_weights(weights: np.ndarray) -> np.ndarray:
@@ -152,8 +158,11 @@ def check_options(
         raise ValueError(f"norm must be 'l2' (w = G^-2, SGD form) or 'l1' (w = G^-1, Adam form), got {norm!r}")
     if isinstance(smoothing, bool) or not isinstance(smoothing, (int, float)) or not 0.0 <= smoothing <= 1.0:
         raise ValueError(f"smoothing must be a number in [0, 1] (a fraction of training), got {smoothing!r}")
-    if guard not in ("clip", "none"):
-        raise ValueError(f"guard must be 'clip' (default) or 'none' (the paper's bare formula), got {guard!r}")
+    if guard not in GUARD_KINDS:
+        raise ValueError(
+            "guard must be 'clip' (norms kept within [m/R, m*R] of their median m), 'floor' ([m, m*R]) or 'none' "
+            f"(the paper's bare formula), got {guard!r}"
+        )
     if (
         isinstance(max_norm_ratio, bool)
         or not isinstance(max_norm_ratio, (int, float))
@@ -168,7 +177,7 @@ def refine_schedule(
     *,
     norm: NormKind = "l2",
     smoothing: float = DEFAULT_SMOOTHING,
-    guard: GuardKind = "clip",
+    guard: GuardKind = DEFAULT_GUARD,
     max_norm_ratio: float = DEFAULT_MAX_NORM_RATIO,
     positions: Sequence[float] | np.ndarray | None = None,
 ) -> np.ndarray:
@@ -186,9 +195,9 @@ def refine_schedule(
         num_training_steps: ``T``, the optimizer steps of the run to schedule.
         norm: ``"l2"`` (``w = G^-2``; the default, also for AdamW, see README) or ``"l1"`` (``w = G^-1``).
         smoothing: ``tau``, the median filter's width as a fraction of training (0 disables it).
-        guard: ``"clip"`` bounds the smoothed norms to ``max_norm_ratio`` around their median; ``"none"`` is the
-            paper's bare formula.
-        max_norm_ratio: ``R`` of the clip guard.
+        guard: ``"clip"`` bounds the smoothed norms to ``[m / R, m * R]`` around their median ``m``; ``"floor"`` to
+            ``[m, m * R]`` (low norms never raise the learning rate); ``"none"`` is the paper's bare formula.
+        max_norm_ratio: ``R`` of the guard.
         positions: optional training fraction (``[0, 1]``) of each norm, for logs with gaps or every k-th step.
 
     Returns:
@@ -238,7 +247,7 @@ def refinement_details(
     *,
     norm: NormKind = "l2",
     smoothing: float = DEFAULT_SMOOTHING,
-    guard: GuardKind = "clip",
+    guard: GuardKind = DEFAULT_GUARD,
     max_norm_ratio: float = DEFAULT_MAX_NORM_RATIO,
     positions: Sequence[float] | np.ndarray | None = None,
 ) -> Refinement:
@@ -269,6 +278,6 @@ def refinement_details(
         )
     resampled = resample_by_fraction(values, num_training_steps + 1, fractions)
     smoothed = median_smooth(resampled, width)
-    guarded = guard_norms(smoothed, max_norm_ratio) if guard == "clip" else smoothed
+    guarded = guard_norms(smoothed, max_norm_ratio, guard)
     weights = guarded ** -_EXPONENT[norm]
     return Refinement(resampled, smoothed, guarded, schedule_from_weights(weights))

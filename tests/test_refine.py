@@ -19,6 +19,18 @@ def test_hand_computed_l1_example():
     assert got.tolist() == [0.625, 1.0, 0.75, 0.5, 0.25]
 
 
+def test_hand_computed_guards_on_a_dip():
+    # norms [2, 0.5, 1, 1, 1] on T = 5, end point held at 1: median m = 1.
+    # floor (R = 1.5) bounds to [1, 1.5]: [1.5, 1, 1, 1, 1, 1], w = [4/9, 1, 1, 1, 1, 1],
+    # eta = [4/9 * 5, 4, 3, 2, 1] -> / 4 = [5/9, 1, 3/4, 1/2, 1/4]: the dip changes nothing.
+    floor = refine_schedule([2.0, 0.5, 1.0, 1.0, 1.0], 5, smoothing=0.0, guard="floor", max_norm_ratio=1.5)
+    assert floor.tolist() == pytest.approx([5 / 9, 1.0, 0.75, 0.5, 0.25], rel=1e-12)
+    # clip (R = 1.5) bounds to [2/3, 1.5]: w = [4/9, 9/4, 1, 1, 1, 1], tails [25/4, 4, 3, 2, 1],
+    # eta = [25/9, 9, 3, 2, 1] -> / 9: the dip takes the peak and the rest drops to a third.
+    clip = refine_schedule([2.0, 0.5, 1.0, 1.0, 1.0], 5, smoothing=0.0, guard="clip", max_norm_ratio=1.5)
+    assert clip.tolist() == pytest.approx([25 / 81, 1.0, 1 / 3, 2 / 9, 1 / 9], rel=1e-12)
+
+
 @pytest.mark.parametrize("T", [1, 2, 7, 100, 1234])
 @pytest.mark.parametrize("norm", ["l1", "l2"])
 def test_constant_norms_give_exact_linear_decay(T, norm):
@@ -34,6 +46,8 @@ def test_constant_norms_give_exact_linear_decay(T, norm):
         (300, 64, "l2", 0.05, "clip", 3.0),
         (1000, 1000, "l1", 0.1, "none", 1.5),
         (2, 9, "l2", 0.5, "clip", 1.1),
+        (120, 80, "l2", 0.1, "floor", 1.5),
+        (40, 200, "l1", 0.2, "floor", 4.0),
     ],
 )
 def test_fast_matches_reference(N, T, norm, smoothing, guard, ratio):
@@ -64,6 +78,9 @@ def test_guard_keeps_peak_early_where_the_bare_formula_moves_it_late():
     assert guarded.peak_fraction < bare.peak_fraction - 0.2
     # R = 1 is linear decay: the guard interpolates between linear and the paper's formula
     assert refine_schedule(falling, 10, max_norm_ratio=1.0).tolist() == [(10 - t) / 10 for t in range(10)]
+    # the floor guard ignores the fall below the median: the peak stays where the norms reach the median
+    floored = refinement_details(falling, 1000, guard="floor", max_norm_ratio=1.5)
+    assert abs(floored.peak_fraction - 0.5) <= 0.01
 
 
 def test_resampling_by_fraction_log_longer_and_shorter_than_run():

@@ -553,7 +553,8 @@ def run_lora(
     elif kind == "schedule_free":
         scheduler_type, optim = "constant", "schedule_free_adamw"
     elif kind == "grad_norms":
-        scheduler_type, scheduler_kwargs, warmup = "linear_refined", {"grad_norms": spec["grad_norms"]}, 0
+        scheduler_type, warmup = "linear_refined", 0
+        scheduler_kwargs = {"grad_norms": spec["grad_norms"], **spec.get("options", {})}  # options: the option study
     elif kind == "pilot":
         scheduler_type = "linear"  # run_pilot switches it to linear_refined
     else:

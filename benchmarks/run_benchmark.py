@@ -22,7 +22,10 @@ Refined schedules (library defaults unless noted, no extra warmup: the table sta
                               real `hf_lrschedule.run_pilot` on the Trainer task; in the torch loops the same
                               updates, taken from the linear run of that LR and seed or run as a prefix), mapped to
                               the full run by `pilot_profile(..., "extend")`;
-  option study                norm l2 / l1 (Adam-family tasks) x guard none / clip R in {1.25, 1.5, 2, 4}.
+  linear_refined_pilot_0.1_stretch  (torch loops) the naive pilot: a complete linear run of ceil(0.1*T) updates,
+                              its norms stretched to T by training fraction (`pilot_profile(..., "stretch")`);
+  option study                norm l2 x guard none / clip R in {1.25, 1.5, 2, 4} / floor R in {1.5, 2}, and l1
+                              (Adam-family tasks) x none / clip; on the LoRA task l2 x clip 1.25, 1.5, floor 1.5, 2.
 
 Outputs (under --out, default results/; results/quick/ with --quick):
   benchmark.json          {task: {schedule: {"eval_loss_mean", "eval_loss_std", "seeds": [{"seed", "eval_loss"}]}}}
@@ -71,7 +74,13 @@ MAIN_SCHEDULES = [
 ]
 BASELINES = ["linear", "cosine", "warmup_stable_decay", "schedule_free"]
 PILOT_FRACTIONS = (0.05, 0.1, 0.2)
-GUARDS: list[tuple[str, float | None]] = [("none", None), ("clip", 1.25), ("clip", 1.5), ("clip", 2.0), ("clip", 4.0)]
+GUARDS: list[tuple[str, float | None]] = [
+    ("none", None), ("clip", 1.25), ("clip", 1.5), ("clip", 2.0), ("clip", 4.0), ("floor", 1.5), ("floor", 2.0),
+]
+#: The option study runs l1 (Adam form) with these guards only: l2 won clearly under all of them (README).
+L1_GUARDS = ("none", "clip")
+#: Pilot mappings compared side by side at f = 0.1 in the torch-loop tasks (the main rows use the library default).
+PILOT_MAPPINGS = ("stretch",)
 TASK_GROUPS = {1: "pretraining (Llama, Shakespeare)", 2: "LoRA (SmolLM2-135M)", 3: "Fashion-MNIST", 4: "logistic regression"}
 ALIASES = {
     "llama": ["shakespeare_llama"],
@@ -91,22 +100,23 @@ def task_configs(quick: bool) -> dict[str, dict[str, Any]]:
     if not quick:
         return {
             "shakespeare_llama": dict(
-                group=1, kind="loop", family="adam", steps=250, lrs=[2e-3, 4e-3, 8e-3], seeds=[0, 1], tune_seeds=[0],
+                group=1, kind="loop", family="adam", steps=250, lrs=[2e-3, 4e-3, 8e-3], seeds=[0, 1, 2], tune_seeds=[0],
                 num_evals=5, est_step_s=0.05,
                 model=dict(layers=4, hidden=64, heads=4, intermediate=256, seq_len=64, batch_size=16, eval_windows=256),
             ),
             "smollm2_lora": dict(
                 group=2, kind="lora", family="adam", steps=200, lrs=[1e-3, 2e-3, 4e-3], seeds=[0, 1], tune_seeds=[0],
-                share_linear_lr=True, option_study=False, est_step_s=0.40,
+                share_linear_lr=True, option_study=True, est_step_s=0.40,
+                option_norms=["l2"], option_guards=[("clip", 1.25), ("clip", 1.5), ("floor", 1.5), ("floor", 2.0)],
                 model=dict(block_size=32, batch_size=2, train_blocks=4000, eval_blocks=32, eval_batch_size=32,
                            eval_every=200, lora_r=8, lora_alpha=16, lora_last_layers=8),
             ),
             "fashion_mnist_sgdm": dict(
-                group=3, kind="loop", family="sgdm", steps=1000, lrs=[0.025, 0.05, 0.1, 0.2, 0.4, 0.8], seeds=[0, 1],
+                group=3, kind="loop", family="sgdm", steps=1000, lrs=[0.025, 0.05, 0.1, 0.2, 0.4, 0.8], seeds=[0, 1, 2],
                 tune_seeds=[0], num_evals=10, est_step_s=0.0021, model=dict(hidden=256, batch_size=128),
             ),
             "fashion_mnist_adam": dict(
-                group=3, kind="loop", family="adam", steps=1000, lrs=[1e-3, 2e-3, 4e-3, 8e-3, 1.6e-2], seeds=[0, 1],
+                group=3, kind="loop", family="adam", steps=1000, lrs=[1e-3, 2e-3, 4e-3, 8e-3, 1.6e-2], seeds=[0, 1, 2],
                 tune_seeds=[0], num_evals=10, est_step_s=0.0027, model=dict(hidden=256, batch_size=128),
             ),
             "logreg_sgd": dict(
@@ -162,18 +172,34 @@ def library_defaults() -> dict[str, Any]:
 
 
 def option_name(norm: str, guard: str, ratio: float | None) -> str:
-    return f"refined_{norm}_{'none' if guard == 'none' else f'clip{ratio:g}'}"
+    return f"refined_{norm}_{'none' if guard == 'none' else f'{guard}{ratio:g}'}"
+
+
+def mapping_variant(mapping: str, fraction: float = 0.1) -> str:
+    return f"linear_refined_pilot_{fraction:g}_{mapping}"
+
+
+def parse_pilot_variant(variant: str) -> tuple[float, str]:
+    """`linear_refined_pilot_0.1` -> (0.1, "extend"); `linear_refined_pilot_0.1_stretch` -> (0.1, "stretch")."""
+    fraction, _, mapping = variant.removeprefix("linear_refined_pilot_").partition("_")
+    return float(fraction), mapping or "extend"
+
+
+def guard_label(guard: str, ratio: float | None) -> str:
+    return "none" if guard == "none" else f"{guard} R={ratio:g}"
 
 
 def option_variants(cfg: dict[str, Any]) -> list[dict[str, Any]]:
     """The option study's grid for a task: norm (l1 too for Adam-family tasks) x guard."""
     if not cfg["option_study"]:
         return []
-    norms = ["l2", "l1"] if cfg["family"] == "adam" else ["l2"]
+    norms = cfg.get("option_norms") or (["l2", "l1"] if cfg["family"] == "adam" else ["l2"])
+    guards = [tuple(g) for g in cfg["option_guards"]] if cfg.get("option_guards") else GUARDS
     return [
         {"name": option_name(n, g, r), "norm": n, "guard": g, "max_norm_ratio": r if r is not None else 1.5}
         for n in norms
-        for g, r in GUARDS
+        for g, r in guards
+        if n == "l2" or g in L1_GUARDS
     ]
 
 
@@ -184,7 +210,9 @@ def is_default(option: dict[str, Any], defaults: dict[str, Any]) -> bool:
 
 
 def fingerprint(name: str, cfg: dict[str, Any]) -> str:
-    keep = {k: v for k, v in cfg.items() if k not in ("lrs", "seeds", "tune_seeds", "est_step_s", "problems")}
+    # What changes a cell's result; the LR grid, seeds and which options are studied only decide which cells run.
+    skip = ("lrs", "seeds", "tune_seeds", "est_step_s", "problems", "option_study", "option_norms", "option_guards")
+    keep = {k: v for k, v in cfg.items() if k not in skip}
     blob = json.dumps({"task": name, "cfg": keep, "version": BENCH_VERSION}, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:10]
 
@@ -342,6 +370,8 @@ class TaskRunner:
     # ---- variants ----
     def variants(self) -> list[str]:
         names = list(BASELINES) + ["linear_refined"] + [f"linear_refined_pilot_{f:g}" for f in PILOT_FRACTIONS]
+        if self.cfg["kind"] == "loop":
+            names += [mapping_variant(m) for m in PILOT_MAPPINGS]
         return names + [o["name"] for o in self.options if not is_default(o, self.defaults)]
 
     def option(self, variant: str) -> dict[str, Any] | None:
@@ -361,7 +391,7 @@ class TaskRunner:
             count = grid * len(tune) + len(seeds) - len(tune) if grid > 1 else len(seeds)
             weight = 1.0
             if self.cfg["kind"] == "lora" and variant.startswith("linear_refined_pilot_"):
-                weight += float(variant.rsplit("_", 1)[1])
+                weight += parse_pilot_variant(variant)[0]
             total += count * weight
         return total * len(self.cfg["problems"])
 
@@ -381,7 +411,7 @@ class TaskRunner:
         spec, meta, extra = self.spec(problem, variant, lr, seed)
         cached = self.load(path, meta)
         label = f"[{problem}] {variant} lr={lr:g} seed={seed}" if problem != "main" else f"{variant} lr={lr:g} seed={seed}"
-        weight = 1.0 + (float(variant.rsplit("_", 1)[1]) if self.cfg["kind"] == "lora" and "pilot" in variant else 0.0)
+        weight = 1.0 + (parse_pilot_variant(variant)[0] if self.cfg["kind"] == "lora" and "pilot" in variant else 0.0)
         if cached is not None:
             if count:
                 self.progress.end(self.name, None, cached, weight)
@@ -418,6 +448,24 @@ class TaskRunner:
         print(f"[bench]   done in {seconds:.1f}s", flush=True)
         return cell
 
+    def compressed_norms(self, problem: str, lr: float, seed: int, steps: int) -> dict[str, list[float]]:
+        """Norms of a `stretch` pilot: a complete linear run of `steps` updates, warmup scaled like the library's."""
+        path = self.cell_path(problem, f"_linear_compressed_{steps}", lr, seed)
+        meta = {"variant": "_linear_compressed", "lr": lr, "seed": seed, "steps": steps}
+        cell = self.load(path, meta)
+        if cell is None:
+            self.progress.begin(self.name, f"stretch pilot ({steps}-step linear run) lr={lr:g} seed={seed}")
+            start = time.perf_counter()
+            result = bench_tasks.run_loop(
+                self.problem(problem), spec={"kind": "hf", "name": "linear"}, lr=lr, seed=seed,
+                num_training_steps=steps, warmup=min(self.cfg["warmup"] * steps // self.T, steps - 1),
+                wsd_decay=self.cfg["wsd_decay"], num_evals=1,
+            )
+            cell = clean_json({"meta": meta, **result, "seconds": time.perf_counter() - start})
+            atomic_write_json(path, cell)
+        l1 = cell.get("grad_norms_l1")
+        return {"l2": cell["grad_norms_l2"], "l1": l1, "source": "compressed linear run"}
+
     def linear_norms(self, problem: str, lr: float, seed: int, steps: int) -> dict[str, list[float]]:
         """Norms of the first `steps` updates of the linear run at (lr, seed): from the full run if it exists."""
         path = self.cell_path(problem, "linear", lr, seed)
@@ -441,14 +489,17 @@ class TaskRunner:
             return {"kind": "schedule_free"}, meta, {}
         lora = self.cfg["kind"] == "lora"
         if variant.startswith("linear_refined_pilot_"):
-            fraction = float(variant.rsplit("_", 1)[1])
-            meta.update(pilot_fraction=fraction, refine=dict(self.defaults), mapping="extend")
+            fraction, mapping = parse_pilot_variant(variant)
+            meta.update(pilot_fraction=fraction, refine=dict(self.defaults), mapping=mapping)
             if lora:
                 return {"kind": "pilot"}, meta, {"pilot_fraction": fraction}
             n = math.ceil(fraction * self.T)
-            norms = self.linear_norms(problem, lr, seed, n)
+            if mapping == "stretch":  # the naive pilot: its own linear decay over n updates
+                norms = self.compressed_norms(problem, lr, seed, n)
+            else:  # extend: the first n updates of the real run (linear over T)
+                norms = self.linear_norms(problem, lr, seed, n)
             values = np.asarray(norms[self.defaults["norm"]], dtype=float)
-            profile, positions = pilot_profile(values, np.arange(1, n + 1), self.T, "extend")
+            profile, positions = pilot_profile(values, np.arange(1, n + 1), self.T, mapping)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 details = refinement_details(profile, self.T, positions=positions)
@@ -464,7 +515,10 @@ class TaskRunner:
         meta.update(source_lr=source_lr, refine=options)
         source = self.cell(problem, "linear", source_lr, seed, count=False)
         if lora:
-            return {"kind": "grad_norms", "l2": source["grad_norms_l2"], "l1": source["grad_norms_l1"]}, meta, {}
+            spec = {"kind": "grad_norms", "l2": source["grad_norms_l2"], "l1": source["grad_norms_l1"]}
+            if option is not None:  # through lr_scheduler_kwargs, as a user would set them
+                spec["options"] = {k: options[k] for k in ("norm", "guard", "max_norm_ratio")}
+            return spec, meta, {}
         values = source["grad_norms_l1"] if options["norm"] == "l1" else source["grad_norms_l2"]
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -505,7 +559,7 @@ class TaskRunner:
             l1 = spec["l1"][step - 1] if spec.get("l1") else None
             recorder.record(step, l2, l1)
         path = recorder.save()
-        return {"kind": "grad_norms", "grad_norms": str(path)}
+        return {"kind": "grad_norms", "grad_norms": str(path), "options": spec.get("options", {})}
 
     # ---- the task ----
     def tune(self, problem: str, variant: str) -> None:
@@ -620,6 +674,8 @@ def option_table(summary: dict[str, Any], tasks: list[str], defaults: dict[str, 
     rows = {}
     for norm in ("l2", "l1"):
         for guard, ratio in GUARDS:
+            if norm == "l1" and guard not in L1_GUARDS:
+                continue
             key = option_name(norm, guard, ratio)
             per_task = {}
             for task in tasks:
@@ -631,6 +687,8 @@ def option_table(summary: dict[str, Any], tasks: list[str], defaults: dict[str, 
                 if variant not in info["schedules"]:
                     continue
                 per_task[task] = {"variant": variant, **info["compare"][variant], "eval_loss_mean": info["schedules"][variant]["eval_loss_mean"]}
+            if not per_task:
+                continue  # a combination the study does not run (l1 with the floor guard)
             rels = [v["rel_diff"] for v in per_task.values() if v["rel_diff"] is not None]
             rows[key] = {
                 "norm_adam": norm,
@@ -644,7 +702,11 @@ def option_table(summary: dict[str, Any], tasks: list[str], defaults: dict[str, 
                 "wins_beyond_noise": [t for t, v in per_task.items() if v["rel_diff"] is not None and not v["inside_noise"] and v["diff"] < 0],
                 "worse_than_1pct": [t for t, v in per_task.items() if v["rel_diff"] is not None and v["rel_diff"] > 0.01],
             }
-    safe = [k for k, r in rows.items() if r["mean_rel_diff"] is not None and not r["loses_beyond_noise"] and not r["worse_than_1pct"]]
+    safe = [
+        k for k, r in rows.items()
+        if r["mean_rel_diff"] is not None and not r["loses_beyond_noise"] and not r["worse_than_1pct"]
+        and len(r["tasks"]) == len(tasks)  # judged on every study task (the LoRA task runs a subset)
+    ]
     ranked = sorted(safe, key=lambda k: rows[k]["mean_rel_diff"])
     return {"rows": rows, "safe": ranked, "recommended": ranked[0] if ranked else None}
 
@@ -964,7 +1026,7 @@ def markdown(summary: dict[str, Any], details: dict[str, Any]) -> str:
                 continue
             mark = "~" if v["inside_noise"] else ("+" if v["diff"] > 0 else "-")
             cells.append(f"{pct(v['rel_diff'])} {mark}")
-        guard = "none" if row["guard"] == "none" else f"clip R={row['max_norm_ratio']:g}"
+        guard = guard_label(row["guard"], row["max_norm_ratio"])
         default = " (current default)" if row["is_library_default"] else ""
         lines.append(
             f"| {row['norm_adam']} | {guard}{default} | " + " | ".join(cells)
@@ -973,7 +1035,7 @@ def markdown(summary: dict[str, Any], details: dict[str, Any]) -> str:
     lines.append("")
     if study["recommended"]:
         rec = study["rows"][study["recommended"]]
-        guard = "none" if rec["guard"] == "none" else f"clip with R={rec['max_norm_ratio']:g}"
+        guard = guard_label(rec["guard"], rec["max_norm_ratio"])
         lines.append(
             f"**Evidence-based default** (never loses to linear beyond the noise nor by more than 1 % on any task, "
             f"best mean relative difference): norm={rec['norm_adam']} for Adam-family, guard={guard} "
@@ -989,6 +1051,29 @@ def markdown(summary: dict[str, Any], details: dict[str, Any]) -> str:
             lines.append(f"- {key}: " + ", ".join(f"{t}: {v:+.4f}" for t, v in value.items()))
         lines.append("")
 
+    lines += [
+        "## Pilot mappings (f = 0.1)", "",
+        "How the pilot's norms become the full run's profile (`--mapping`): `extend` (default) runs the first f·T "
+        "updates of the real run (linear decay over T) and holds the pilot's late level for the rest, so the schedule "
+        "is refined over the pilot's span and linear decay after it; `stretch` runs a complete linear run of f·T "
+        "updates and stretches its norms to T by training fraction (the naive design). Each at its own best LR. "
+        "*kept*: the share of the full-prior-run refinement's gain over linear.", "",
+        "| task | refined (full prior run) | " + " | ".join(["extend", *PILOT_MAPPINGS]) + " |",
+        "|---|---|" + "---|" * (1 + len(PILOT_MAPPINGS)),
+    ]
+    for task, info in summary.items():
+        if info["kind"] != "loop":
+            continue
+        cmp, sched = info["compare"], info["schedules"]
+        gain = sched["linear"]["eval_loss_mean"] - sched["linear_refined"]["eval_loss_mean"]
+        cells = [f"{pct(cmp['linear_refined']['rel_diff'])} ({verdict(cmp['linear_refined'])})"]
+        for variant in ["linear_refined_pilot_0.1", *(mapping_variant(m) for m in PILOT_MAPPINGS)]:
+            kept = ""
+            if gain > 0:
+                kept = f", kept {100 * (sched['linear']['eval_loss_mean'] - sched[variant]['eval_loss_mean']) / gain:.0f}%"
+            cells.append(f"{pct(cmp[variant]['rel_diff'])} ({verdict(cmp[variant])}{kept})")
+        lines.append(f"| {task} | " + " | ".join(cells) + " |")
+    lines.append("")
     lines += ["## Pilot cost and refinement speed", "", "| task | pilot 0.05 | pilot 0.1 | pilot 0.2 | measured as |", "|---|---|---|---|---|"]
     for task, info in summary.items():
         share = info["pilot_cost"]["share"]
@@ -1188,7 +1273,7 @@ def main(argv: list[str] | None = None) -> int:
             if l2 and l1 and l2["eval_loss_mean"] is not None and l1["eval_loss_mean"] is not None:
                 values[task] = l1["eval_loss_mean"] - l2["eval_loss_mean"]
         if values:
-            pairs[f"guard {'none' if guard == 'none' else f'clip R={ratio:g}'}"] = values
+            pairs[f"guard {guard_label(guard, ratio)}"] = values
     study["norm_pairs"] = pairs
     study["tasks"] = study_tasks
     timings = refine_timings(args.quick)

@@ -14,8 +14,8 @@ def refine_schedule_reference(
     *,
     norm: str = "l2",
     smoothing: float = 0.1,
-    guard: str = "clip",
-    max_norm_ratio: float = 1.5,
+    guard: str = "floor",
+    max_norm_ratio: float = 2.0,
 ) -> list[float]:
     """Same contract as `hf_lrschedule.refine_schedule` for clean input (finite, positive norms)."""
     T = num_training_steps

@@ -196,3 +196,13 @@ def test_peaks_on_the_authors_logs(shared_logs, name, norm, peak, tolerance):
     smoothing = 1001 / max(values.size, 10_000)
     details = refinement_details(values, 10_000, norm=norm, smoothing=smoothing, guard="none")
     assert abs(100 * details.peak_fraction - peak) <= tolerance
+
+
+def test_default_guard_keeps_the_late_roberta_peak(shared_logs):
+    # The paper's late RoBERTa peak (45 %) survives the default guard; the symmetric clip (R = 1.5) moves it to 0.
+    log = load_grad_norms(shared_logs / "roberta_l1.csv")
+    values = log.l2[~np.isinf(log.l2)][2:-2]
+    smoothing = 1001 / max(values.size, 10_000)
+    default = refinement_details(values, 10_000, norm="l1", smoothing=smoothing)
+    clip = refinement_details(values, 10_000, norm="l1", smoothing=smoothing, guard="clip", max_norm_ratio=1.5)
+    assert abs(100 * default.peak_fraction - 45.0) <= 3.0 and clip.peak_fraction < 0.01

@@ -51,6 +51,7 @@ import sys
 import tempfile
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -175,6 +176,11 @@ def option_name(norm: str, guard: str, ratio: float | None) -> str:
     return f"refined_{norm}_{'none' if guard == 'none' else f'{guard}{ratio:g}'}"
 
 
+def studied(norm: str, guard: str) -> bool:
+    """Whether the option study runs this (norm, guard) pair at all."""
+    return norm == "l2" or guard in L1_GUARDS
+
+
 def mapping_variant(mapping: str, fraction: float = 0.1) -> str:
     return f"linear_refined_pilot_{fraction:g}_{mapping}"
 
@@ -199,7 +205,7 @@ def option_variants(cfg: dict[str, Any]) -> list[dict[str, Any]]:
         {"name": option_name(n, g, r), "norm": n, "guard": g, "max_norm_ratio": r if r is not None else 1.5}
         for n in norms
         for g, r in guards
-        if n == "l2" or g in L1_GUARDS
+        if studied(n, g)
     ]
 
 
@@ -434,14 +440,21 @@ class TaskRunner:
     def prefix_cell(self, problem: str, lr: float, seed: int) -> dict[str, Any]:
         """The first ceil(max f * T) updates of the linear run (a pilot) when the full linear run is not needed."""
         n = math.ceil(max(PILOT_FRACTIONS) * self.T)
-        path = self.cell_path(problem, "_linear_prefix", lr, seed)
-        meta = {"variant": "_linear_prefix", "lr": lr, "seed": seed, "steps": n}
+        return self.auxiliary_cell(
+            self.cell_path(problem, "_linear_prefix", lr, seed),
+            {"variant": "_linear_prefix", "lr": lr, "seed": seed, "steps": n},
+            f"pilot prefix ({n} steps) lr={lr:g} seed={seed}",
+            lambda: self.execute(problem, {"kind": "hf", "name": "linear"}, lr, seed, {"max_steps": n}),
+        )
+
+    def auxiliary_cell(self, path: Path, meta: dict[str, Any], label: str, run: Callable[[], dict]) -> dict[str, Any]:
+        """A cached run that feeds other cells (a pilot) and is not a table entry itself: loaded, or run and saved."""
         cached = self.load(path, meta)
         if cached is not None:
             return cached
-        self.progress.begin(self.name, f"pilot prefix ({n} steps) lr={lr:g} seed={seed}")
+        self.progress.begin(self.name, label)
         start = time.perf_counter()
-        result = self.execute(problem, {"kind": "hf", "name": "linear"}, lr, seed, {"max_steps": n})
+        result = run()
         seconds = time.perf_counter() - start
         cell = clean_json({"meta": meta, **result, "seconds": seconds})
         atomic_write_json(path, cell)
@@ -450,19 +463,16 @@ class TaskRunner:
 
     def compressed_norms(self, problem: str, lr: float, seed: int, steps: int) -> dict[str, list[float]]:
         """Norms of a `stretch` pilot: a complete linear run of `steps` updates, warmup scaled like the library's."""
-        path = self.cell_path(problem, f"_linear_compressed_{steps}", lr, seed)
-        meta = {"variant": "_linear_compressed", "lr": lr, "seed": seed, "steps": steps}
-        cell = self.load(path, meta)
-        if cell is None:
-            self.progress.begin(self.name, f"stretch pilot ({steps}-step linear run) lr={lr:g} seed={seed}")
-            start = time.perf_counter()
-            result = bench_tasks.run_loop(
+        cell = self.auxiliary_cell(
+            self.cell_path(problem, f"_linear_compressed_{steps}", lr, seed),
+            {"variant": "_linear_compressed", "lr": lr, "seed": seed, "steps": steps},
+            f"stretch pilot ({steps}-step linear run) lr={lr:g} seed={seed}",
+            lambda: bench_tasks.run_loop(
                 self.problem(problem), spec={"kind": "hf", "name": "linear"}, lr=lr, seed=seed,
                 num_training_steps=steps, warmup=min(self.cfg["warmup"] * steps // self.T, steps - 1),
                 wsd_decay=self.cfg["wsd_decay"], num_evals=1,
-            )
-            cell = clean_json({"meta": meta, **result, "seconds": time.perf_counter() - start})
-            atomic_write_json(path, cell)
+            ),
+        )
         l1 = cell.get("grad_norms_l1")
         return {"l2": cell["grad_norms_l2"], "l1": l1, "source": "compressed linear run"}
 
@@ -674,7 +684,7 @@ def option_table(summary: dict[str, Any], tasks: list[str], defaults: dict[str, 
     rows = {}
     for norm in ("l2", "l1"):
         for guard, ratio in GUARDS:
-            if norm == "l1" and guard not in L1_GUARDS:
+            if not studied(norm, guard):
                 continue
             key = option_name(norm, guard, ratio)
             per_task = {}
@@ -688,7 +698,7 @@ def option_table(summary: dict[str, Any], tasks: list[str], defaults: dict[str, 
                     continue
                 per_task[task] = {"variant": variant, **info["compare"][variant], "eval_loss_mean": info["schedules"][variant]["eval_loss_mean"]}
             if not per_task:
-                continue  # a combination the study does not run (l1 with the floor guard)
+                continue  # a guard none of the selected tasks studies (the LoRA task runs a subset)
             rels = [v["rel_diff"] for v in per_task.values() if v["rel_diff"] is not None]
             rows[key] = {
                 "norm_adam": norm,

@@ -1,7 +1,6 @@
 import json
 
 import pytest
-import torch
 from tiny import ByteLMDataset, tiny_llama
 from transformers import Trainer, TrainingArguments
 

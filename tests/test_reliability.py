@@ -31,13 +31,15 @@ class StopInsideWindow(TrainerCallback):
             raise KeyboardInterrupt(f"stopped inside the accumulation window of update {self.update}")
 
 
-def make(tmp_path, callbacks=()):
-    args = TrainingArguments(
+def make(tmp_path, callbacks=(), **overrides):
+    kwargs = dict(
         output_dir=str(tmp_path / "out"), max_steps=12, per_device_train_batch_size=2, gradient_accumulation_steps=2,
         learning_rate=1e-2, logging_steps=1, report_to="none", save_strategy="steps", save_steps=1, disable_tqdm=True,
         seed=0, lr_scheduler_type="linear_refined", lr_scheduler_kwargs={"grad_norms": NORMS},
     )
-    return Trainer(model=tiny_llama(), args=args, train_dataset=ByteLMDataset(), callbacks=list(callbacks))
+    kwargs.update(overrides)
+    return Trainer(model=tiny_llama(), args=TrainingArguments(**kwargs), train_dataset=ByteLMDataset(),
+                   callbacks=list(callbacks))
 
 
 def lrs(trainer):
@@ -90,8 +92,9 @@ def test_trainer_two_processes_same_lrs_as_one(tmp_path):
     norms.write_text(json.dumps({"format": "hf_lrschedule.grad_norms", "format_version": 1, "meta": {},
                                  "steps": list(range(1, 13)), "l2": NORMS, "l1": None}))
     script = [str(TESTS / "scripts" / "stock_train.py"), "--max_steps", "8", "--per_device_train_batch_size", "2",
-              "--gradient_accumulation_steps", "2", "--logging_steps", "1", "--report_to", "none", "--disable_tqdm", "true",
-              "--save_strategy", "no", "--use_cpu", "true", "--lr_scheduler_type", "linear_refined",
+              "--gradient_accumulation_steps", "2", "--logging_steps", "1", "--report_to", "none",
+              "--disable_tqdm", "true", "--save_strategy", "no", "--use_cpu", "true",
+              "--lr_scheduler_type", "linear_refined",
               "--lr_scheduler_kwargs", json.dumps({"grad_norms": str(norms)})]
     env = subprocess_env()
     for name, prefix in (("one", [sys.executable]), ("two", [launcher, "launch", "--multi_gpu", "--num_processes", "2",
@@ -172,7 +175,7 @@ class StopBefore(TrainerCallback):
             raise KeyboardInterrupt(f"stopped before update {self.update}")
 
 
-def make_fp16(output_dir, optim, callbacks=()):
+def make_fp16(tmp_path, optim, callbacks=()):
     """`fp16=True` Trainer on the CPU, given the GradScaler that accelerate only creates on GPUs; records norms.
 
     accelerate 1.15 sets `scaler` / `native_amp` only for a non-CPU device (accelerator.py:565-584): with
@@ -183,13 +186,7 @@ def make_fp16(output_dir, optim, callbacks=()):
     which the Trainer reads before stepping the scheduler (trainer.py:1949). `native_amp` also turns on fp16
     autocast in `prepare_model`, as on a GPU.
     """
-    args = TrainingArguments(
-        output_dir=str(output_dir), max_steps=12, per_device_train_batch_size=2, gradient_accumulation_steps=2,
-        learning_rate=1e-2, logging_steps=1, report_to="none", save_strategy="steps", save_steps=SKIP,
-        disable_tqdm=True, seed=0, lr_scheduler_type="linear_refined", lr_scheduler_kwargs={"grad_norms": NORMS},
-        use_cpu=True, fp16=True, optim=optim,
-    )
-    trainer = Trainer(model=tiny_llama(), args=args, train_dataset=ByteLMDataset(), callbacks=[OverflowAt(SKIP)])
+    trainer = make(tmp_path, [OverflowAt(SKIP)], save_steps=SKIP, use_cpu=True, fp16=True, optim=optim)
     accelerator = trainer.accelerator
     assert accelerator.mixed_precision == "fp16" and accelerator.scaler is None and not accelerator.native_amp
     accelerator.scaler = torch.amp.GradScaler("cpu", init_scale=INIT_SCALE)
@@ -205,8 +202,8 @@ def adam_steps(trainer):
     return {int(state["step"]) for state in trainer.optimizer.state.values()}
 
 
-def recorded(output_dir):
-    return json.loads((output_dir / "grad_norms.json").read_text())
+def recorded(tmp_path):
+    return json.loads((tmp_path / "out" / "grad_norms.json").read_text())
 
 
 def skip_expected_lrs():
@@ -234,8 +231,8 @@ def test_fp16_skipped_step_then_resume_right_after_it_is_bit_identical(tmp_path)
     out = tmp_path / "run"
     with pytest.raises(KeyboardInterrupt):
         make_fp16(out, "adamw_torch", [StopBefore(SKIP + 1)]).train()
-    assert sorted(p.name for p in out.iterdir() if p.name.startswith("checkpoint-")) == [f"checkpoint-{SKIP}"]
-    checkpoint = out / f"checkpoint-{SKIP}"
+    assert sorted(p.name for p in (out / "out").iterdir() if p.name.startswith("checkpoint-")) == [f"checkpoint-{SKIP}"]
+    checkpoint = out / "out" / f"checkpoint-{SKIP}"
     assert torch.load(checkpoint / "scaler.pt", weights_only=True)["scale"] == INIT_SCALE / 2  # saved after the backoff
     assert recorded(out)["nonfinite_steps"] == [SKIP] and recorded(out)["steps"] == list(range(1, SKIP + 1))
 

@@ -2,11 +2,16 @@
 
 import json
 
-import numpy as np
 import pytest
 import torch
 
-from hf_lrschedule import GradNormRecorder, GradNormSourceError, RefinementWarning, get_linear_refined_schedule, load_grad_norms
+from hf_lrschedule import (
+    GradNormRecorder,
+    GradNormSourceError,
+    RefinementWarning,
+    get_linear_refined_schedule,
+    load_grad_norms,
+)
 from hf_lrschedule.sources import atomic_write_json
 
 

@@ -10,19 +10,31 @@ SAMPLE_TEXT = Path(__file__).parent / "data" / "sonnets.txt"
 
 
 def tiny_llama(seed: int = 0, vocab_size: int = 128):
-    from transformers import LlamaConfig, LlamaForCausalLM
+    from transformers import LlamaForCausalLM
+
+    from hf_lrschedule.prepare import tiny_llama_config
 
     torch.manual_seed(seed)
-    config = LlamaConfig(
-        vocab_size=vocab_size,
+    config = tiny_llama_config(
+        vocab_size,
         hidden_size=16,
         intermediate_size=32,
         num_hidden_layers=1,
         num_attention_heads=2,
         num_key_value_heads=2,
         max_position_embeddings=64,
+        tie_word_embeddings=False,  # transformers' LlamaConfig default, which these tests were written against
     )
     return LlamaForCausalLM(config)
+
+
+def prepared_tiny_lm(accelerator, num_windows: int = 256, shuffle: bool = False):
+    """(model, AdamW at 1e-2, loader of batch 2) for the accelerate test loops, seeded and prepared."""
+    torch.manual_seed(0)
+    model = tiny_llama()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    loader = torch.utils.data.DataLoader(ByteLMDataset(num_windows=num_windows), batch_size=2, shuffle=shuffle)
+    return accelerator.prepare(model, optimizer, loader)
 
 
 class ByteLMDataset(torch.utils.data.Dataset):

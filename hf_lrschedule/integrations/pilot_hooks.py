@@ -61,8 +61,10 @@ def _end_pilot_process() -> None:
     """
     if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
         sys.exit(0)
+    from .accelerate import leave_process_group
+
     torch.distributed.barrier()
-    torch.distributed.destroy_process_group()
+    leave_process_group()
     logging.shutdown()
     sys.stdout.flush()
     sys.stderr.flush()

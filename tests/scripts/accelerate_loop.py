@@ -9,10 +9,9 @@ import argparse
 import hashlib
 import json
 
-import torch
 from accelerate import Accelerator
 from accelerate.utils import DataLoaderConfiguration
-from tiny import ByteLMDataset, tiny_llama
+from tiny import prepared_tiny_lm
 
 from hf_lrschedule import GradNormRecorder, clip_grad_norm_and_record, create_accelerate_scheduler
 from hf_lrschedule.integrations.accelerate import leave_process_group
@@ -30,11 +29,7 @@ accelerator = Accelerator(
     gradient_accumulation_steps=args.accumulation,
     dataloader_config=DataLoaderConfiguration(split_batches=args.split_batches),
 )
-torch.manual_seed(0)
-model = tiny_llama()
-optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
-loader = torch.utils.data.DataLoader(ByteLMDataset(num_windows=256), batch_size=2)
-model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
+model, optimizer, loader = prepared_tiny_lm(accelerator)
 scheduler = create_accelerate_scheduler(
     accelerator, optimizer, num_training_steps=args.steps, grad_norms=json.loads(args.norms), smoothing=0.0
 )

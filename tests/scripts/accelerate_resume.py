@@ -7,9 +7,8 @@ import argparse
 import json
 import os
 
-import torch
 from accelerate import Accelerator
-from tiny import ByteLMDataset, tiny_llama
+from tiny import prepared_tiny_lm
 
 from hf_lrschedule import create_accelerate_scheduler
 
@@ -22,11 +21,7 @@ parser.add_argument("--resume", default="")
 args = parser.parse_args()
 
 accelerator = Accelerator(cpu=True, gradient_accumulation_steps=2)
-torch.manual_seed(0)
-model = tiny_llama()
-optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
-loader = torch.utils.data.DataLoader(ByteLMDataset(num_windows=256), batch_size=2)
-model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
+model, optimizer, loader = prepared_tiny_lm(accelerator)
 scheduler = create_accelerate_scheduler(
     accelerator, optimizer, num_training_steps=args.steps, grad_norms=[3.0, 2.0, 1.0, 1.0, 1.2, 1.4, 1.6, 2.0]
 )

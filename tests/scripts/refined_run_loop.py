@@ -6,9 +6,8 @@ Usage: python refined_run_loop.py RESULT_PREFIX [--steps T]   (or under accelera
 import argparse
 import json
 
-import torch
 from accelerate import Accelerator
-from tiny import ByteLMDataset, tiny_llama
+from tiny import prepared_tiny_lm
 
 from hf_lrschedule import RefinedRun
 from hf_lrschedule.integrations.accelerate import leave_process_group
@@ -19,11 +18,7 @@ parser.add_argument("--steps", type=int, default=40)
 args = parser.parse_args()
 
 accelerator = Accelerator(cpu=True, gradient_accumulation_steps=2)
-torch.manual_seed(0)
-model = tiny_llama()
-optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
-loader = torch.utils.data.DataLoader(ByteLMDataset(num_windows=512), batch_size=2, shuffle=True)
-model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
+model, optimizer, loader = prepared_tiny_lm(accelerator, num_windows=512, shuffle=True)
 run = RefinedRun(accelerator, num_training_steps=args.steps)
 scheduler = run.create_scheduler(optimizer)
 

@@ -5,6 +5,11 @@ script that never imports hf_lrschedule still accepts `--lr_scheduler_type linea
 `training_args.bin` that names it. It costs one dict lookup per import until transformers loads. Set
 HF_LRSCHEDULE_AUTOREGISTER=0 to switch it off (then `import hf_lrschedule` registers instead).
 
+The hook never raises into an import: if registration fails (a transformers or Python it does not know, a broken
+install), transformers imports and works without `linear_refined` and one `RegistrationWarning` says what failed and
+how to switch the hook off. Only in the pilot phase of `hf-lrschedule pilot` is a failure an error, so that the
+pilot cannot silently run the full budget.
+
 The enum is extended right after `transformers.trainer_utils` executes (before any HfArgumentParser can freeze
 its choices) and the factory is added right after `transformers.optimization` executes; each hook imports only
 what has already loaded, so no import cycle can form.
@@ -25,13 +30,66 @@ _HOOKS = {
 }
 
 
-def _run_hook(module_name: str) -> None:
-    import importlib
+class RegistrationWarning(UserWarning):
+    """`linear_refined` could not be registered; transformers works as without hf_lrschedule."""
 
-    if module_name == "transformers.trainer" and os.environ.get("HF_LRSCHEDULE_PHASE") != "pilot":
+
+_failed = False
+
+
+def _run_hook(module_name: str) -> None:
+    """Run the hook of `module_name`. It never raises into the import, except in a pilot, which must fail loudly."""
+    global _failed
+    pilot = os.environ.get("HF_LRSCHEDULE_PHASE") == "pilot"
+    if module_name == "transformers.trainer" and not pilot:
         return  # nothing to patch outside a pilot: keep the import of transformers.trainer untouched
+    if _failed and not pilot:
+        return  # one warning per process is enough; the other hooks would fail the same way
     module, function = _HOOKS[module_name]
-    getattr(importlib.import_module(module), function)()
+    try:
+        import importlib
+
+        getattr(importlib.import_module(module), function)()
+    except Exception as error:  # noqa: BLE001 - whatever breaks, the user's `import transformers` must not
+        _failed = True
+        message = _failure_message(module_name, error)
+        if pilot:
+            _report_pilot_error(message)
+            raise
+        import warnings
+
+        warnings.warn(message, RegistrationWarning, stacklevel=2)
+
+
+def _failure_message(module_name: str, error: Exception) -> str:
+    try:
+        from importlib.metadata import version
+
+        transformers_version = version("transformers")
+    except Exception:  # noqa: BLE001
+        transformers_version = "unknown"
+    return (
+        f"hf_lrschedule could not register 'linear_refined' while {module_name} was imported "
+        f"({type(error).__name__}: {error}; Python {sys.version.split()[0]}, transformers {transformers_version}). "
+        "transformers works normally, without the 'linear_refined' scheduler type. Please report this at the "
+        f"hf_lrschedule issue tracker; to switch the start-up hook off, set {ENV_SWITCH}=0."
+    )
+
+
+def _report_pilot_error(message: str) -> None:
+    """Leave the message where `hf-lrschedule pilot` reads a child's error (best effort)."""
+    directory = os.environ.get("HF_LRSCHEDULE_PILOT_DIR")
+    if not directory:
+        return
+    try:
+        import json
+
+        path = os.path.join(directory, "pilot_error.json")
+        with open(path + ".tmp", "w", encoding="utf-8") as handle:
+            json.dump({"message": message}, handle)
+        os.replace(path + ".tmp", path)
+    except OSError:
+        pass
 
 
 class _RegisteringLoader(importlib.abc.Loader):
@@ -54,6 +112,12 @@ class _RegisteringFinder(importlib.abc.MetaPathFinder):
     def find_spec(self, fullname, path, target=None):
         if fullname not in _HOOKS:
             return None
+        try:
+            return self._wrapped_spec(fullname, path, target)
+        except Exception:  # noqa: BLE001 - let the normal finders import it (and raise their own errors, if any)
+            return None
+
+    def _wrapped_spec(self, fullname, path, target):
         spec = None
         for finder in sys.meta_path:  # whichever finder would have loaded it (path, editable installs, zip)
             if finder is self or not hasattr(finder, "find_spec"):
@@ -83,4 +147,9 @@ def install() -> None:
 
 
 if enabled():
-    install()
+    try:
+        install()
+    except Exception as _error:  # noqa: BLE001 - runs inside site.py at interpreter start: never break it
+        import warnings
+
+        warnings.warn(_failure_message("interpreter start-up", _error), RegistrationWarning, stacklevel=1)

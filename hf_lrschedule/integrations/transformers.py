@@ -6,7 +6,6 @@ Registration mutates transformers' own `SchedulerType` enum and `TYPE_TO_SCHEDUL
 
 from __future__ import annotations
 
-import enum
 import logging
 import os
 import warnings
@@ -15,6 +14,7 @@ from typing import Any
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LambdaLR
 
+from .._enums import extend_str_enum
 from ..config import RefinedScheduleConfig
 from ..pilot import PilotError, active_settings, mark_scheduler_seen, report_error
 from ..recording import optimizer_family
@@ -200,27 +200,11 @@ def _pilot_schedule(optimizer, settings, num_warmup_steps, num_training_steps, l
     return LambdaLR(optimizer, multiplier, last_epoch)
 
 
-def _extend_str_enum(cls: type[enum.Enum], name: str, value: str) -> enum.Enum:
-    member = cls._value2member_map_.get(value)
-    if member is not None:
-        if member.name != name:
-            raise ValueError(f"{cls.__name__} already has {value!r} as {member!r}")
-        return member
-    if name in cls._member_map_ or name in cls.__dict__:
-        raise ValueError(f"{cls.__name__} already has an attribute {name!r}")
-    # Let the enum machinery add the member the way class creation does, so this Python's bookkeeping
-    # (`_member_map_`, `_value2member_map_`, `_member_names_`, `__contains__` caches) stays consistent.
-    proto = enum._proto_member(value)  # type: ignore[attr-defined]
-    type.__setattr__(cls, name, proto)
-    proto.__set_name__(cls, name)
-    return cls._member_map_[name]
-
-
 def extend_scheduler_type() -> None:
     """Add `linear_refined` to transformers' `SchedulerType` (idempotent)."""
     from transformers import trainer_utils
 
-    _extend_str_enum(trainer_utils.SchedulerType, ENUM_MEMBER, SCHEDULER_NAME)
+    extend_str_enum(trainer_utils.SchedulerType, ENUM_MEMBER, SCHEDULER_NAME)
 
 
 def register_scheduler_function() -> None:

@@ -118,3 +118,26 @@ def test_recorder_resume_truncates_and_continues(tmp_path):
     data = json.loads(path.read_text())
     assert data["l2"][-1] is None and data["nonfinite_steps"] == [5]
     assert [p.name for p in tmp_path.iterdir()] == ["n.json"]  # no temporary file left behind
+
+
+@pytest.mark.parametrize("mode", ["attach", "callbacks"])
+def test_norms_are_on_disk_before_the_checkpoint_sigkill_right_after_it(tmp_path, mode):
+    """A run SIGKILLed right after writing checkpoint-4 (before any other on_save) has the norms of steps 1..4."""
+    import signal
+    import subprocess
+    import sys
+
+    from conftest import TESTS, subprocess_env
+
+    out = tmp_path / "out"
+    result = subprocess.run(
+        [sys.executable, str(TESTS / "scripts" / "kill_after_checkpoint.py"), str(out), mode],
+        capture_output=True, text=True, timeout=300, env=subprocess_env(), cwd=tmp_path,
+    )
+    assert result.returncode == -signal.SIGKILL, result.stderr[-3000:]
+    assert (out / "checkpoint-4").is_dir() and not (out / "checkpoint-8").exists()
+    recorded = json.loads((out / "grad_norms.json").read_text())
+    assert recorded["steps"] == [1, 2, 3, 4]
+    state = json.loads((out / "checkpoint-4" / "trainer_state.json").read_text())
+    logged = [entry["grad_norm"] for entry in state["log_history"] if "grad_norm" in entry]
+    assert recorded["l2"] == pytest.approx(logged, rel=1e-6)  # the same norms the Trainer computed

@@ -55,8 +55,9 @@ class GradNormRecorderCallback(TrainerCallback):
       Trainer to log every step and reads `logs["grad_norm"]`; the logged `loss` then becomes per-step too.
 
     For Adam-family optimizers the l1 norm is recorded as well: computed on the clipped gradients and divided by
-    the clip factor, which torch applies to all gradients alike. Rank 0 writes the file atomically at each
-    checkpoint and at the end.
+    the clip factor, which torch applies to all gradients alike. Rank 0 writes the file atomically at the end and
+    *before* each checkpoint (at the step or epoch end whose control asks for a save), so whenever `checkpoint-N`
+    exists the norms of steps 1..N are on disk: a run killed right after a checkpoint loses none of them.
 
     Args:
         path: where to write the recorder file (default: `<output_dir>/grad_norms.json`).
@@ -135,9 +136,22 @@ class GradNormRecorderCallback(TrainerCallback):
     def on_step_end(self, args, state, control, **kwargs):
         if not self._attached:
             control.should_log = True  # the Trainer puts this step's pre-clip norm into the logs
-        elif self._last_norm is not None:
+            return  # the norm arrives in on_log, which the Trainer calls before it saves
+        if self._last_norm is not None:
             self._unsynced.append((state.global_step, *self._last_norm))
             self._last_norm = None
+        self._save_before_checkpoint(state, control)
+
+    def on_epoch_end(self, args, state, control, **kwargs):
+        self._save_before_checkpoint(state, control)
+
+    def _save_before_checkpoint(self, state, control) -> None:
+        # Callbacks run before the Trainer acts on `control` (trainer.py: on_step_end, then
+        # _maybe_log_save_evaluate), so writing here puts the norms on disk before `checkpoint-N` appears.
+        if control.should_save:
+            self.flush()
+            if state.is_world_process_zero and len(self.recorder):
+                self.recorder.save()
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if self._attached or not logs or "grad_norm" not in logs:
@@ -146,6 +160,7 @@ class GradNormRecorderCallback(TrainerCallback):
         l1 = unclip(_to_float(self._clipped_l1), l2, args.max_grad_norm) if self.record_l1 else None
         self.recorder.record(state.global_step, l2, l1)
         self._clipped_l1 = None
+        self._save_before_checkpoint(state, control)
 
     def flush(self) -> GradNormRecorder:
         """Move the norms still on the device into the recorder (one sync for many steps)."""
@@ -155,7 +170,7 @@ class GradNormRecorderCallback(TrainerCallback):
         self._unsynced.clear()
         return self.recorder
 
-    def on_save(self, args, state, control, **kwargs):
+    def on_save(self, args, state, control, **kwargs):  # also covers a save that another callback asked for late
         self.flush()
         if state.is_world_process_zero and len(self.recorder):
             self.recorder.save()

@@ -60,11 +60,22 @@ class RefinementWarning(UserWarning):
     """Legal but suspicious gradient-norm input: what was repaired and how."""
 
 
+_NUMBER_TYPES = frozenset({int, float, np.float64, np.float32, np.float16, np.int64, np.int32})
+
+
+def _only_number_types(sequence: list | tuple) -> bool:
+    """True if every entry is a plain number (bool excluded): `set(map(type, ...))` runs in C, no per-entry check."""
+    return set(map(type, sequence)) <= _NUMBER_TYPES
+
+
 def validate_norms(grad_norms: object, *, name: str = "grad_norms") -> np.ndarray:
     """Return `grad_norms` as a 1-D float64 array, or raise a `TypeError`/`ValueError` that says what was expected."""
     if isinstance(grad_norms, (str, bytes)):
         raise TypeError(f"{name} must be a sequence of numbers, got a string {grad_norms[:40]!r}")
-    values = np.asarray(grad_norms, dtype=object) if not isinstance(grad_norms, np.ndarray) else grad_norms
+    if isinstance(grad_norms, (list, tuple)) and _only_number_types(grad_norms):
+        values = np.asarray(grad_norms, dtype=np.float64)  # the common case (a JSON list): one C-level pass
+    else:
+        values = np.asarray(grad_norms, dtype=object) if not isinstance(grad_norms, np.ndarray) else grad_norms
     if values.ndim != 1:
         raise ValueError(f"{name} must be a 1-D sequence of numbers, got an array of shape {values.shape}")
     if values.dtype == object or values.dtype.kind not in "iuf":

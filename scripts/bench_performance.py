@@ -21,10 +21,13 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def time_refine(n: int, repeats: int = 5) -> float:
+def time_refine(n: int, repeats: int = 5, as_list: bool = False) -> float:
+    """Median seconds of `refine_schedule` on n norms, given as a numpy array or (what a JSON file gives) a list."""
     from hf_lrschedule import refine_schedule
 
     norms = np.random.default_rng(0).lognormal(size=n)
+    if as_list:
+        norms = norms.tolist()
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
@@ -93,6 +96,7 @@ def main() -> int:
 
     results = {"machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, {platform.python_version()}"}
     results["refine_seconds"] = {str(n): time_refine(n) for n in (10_000, 100_000, 1_000_000)}
+    results["refine_seconds_list_input"] = {str(n): time_refine(n, as_list=True) for n in (10_000, 100_000, 1_000_000)}
     results["scheduler_step_seconds"] = {str(T): time_scheduler_step(T) for T in (1_000, 1_000_000)}
     modes = ("none", "attach", "attach_l2_only", "callback")
     medians = {mode: [] for mode in modes}

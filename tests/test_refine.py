@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from hf_lrschedule import RefinementWarning, load_grad_norms, refine_schedule, refinement_details
-from hf_lrschedule._refine_reference import refine_schedule_reference
+from refine_reference import refine_schedule_reference
 from hf_lrschedule.refine import filter_width, median_smooth
 
 
@@ -206,3 +206,12 @@ def test_default_guard_keeps_the_late_roberta_peak(shared_logs):
     default = refinement_details(values, 10_000, norm="l1", smoothing=smoothing)
     clip = refinement_details(values, 10_000, norm="l1", smoothing=smoothing, guard="clip", max_norm_ratio=1.5)
     assert abs(100 * default.peak_fraction - 45.0) <= 3.0 and clip.peak_fraction < 0.01
+
+
+def test_list_input_takes_the_vectorised_path_with_the_same_result_and_checks():
+    norms = np.random.default_rng(3).lognormal(size=500)
+    assert np.array_equal(refine_schedule(norms.tolist(), 300), refine_schedule(norms, 300))
+    assert np.array_equal(refine_schedule([1, 2, 3, 2.5, 1], 7), refine_schedule(np.array([1, 2, 3, 2.5, 1.0]), 7))
+    for bad, entry in (([1.0, 2.0, True], "entry 2 is True"), ([1.0, "2", 3.0], "entry 1 is '2'"), ([1.0, None], "entry 1")):
+        with pytest.raises(TypeError, match=entry):
+            refine_schedule(bad, 10)

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import _hf_lrschedule_autoregister
 
 from .config import RefinedScheduleConfig
+from .options import RefineOptions
 from .recording import GradNormRecorder
 from .refine import RefinementWarning, refine_schedule, refinement_details
 from .schedules import Schedule, cosine_decay, linear_decay, table_schedule
@@ -42,6 +43,7 @@ __all__ = [
     "GradNormRecorderCallback",
     "GradNormSourceError",
     "RefinedRun",
+    "RefineOptions",
     "RefinedScheduleConfig",
     "RefinementWarning",
     "Schedule",

@@ -10,7 +10,8 @@ from collections.abc import Sequence
 import numpy as np
 
 from . import __version__
-from .refine import DEFAULT_GUARD, DEFAULT_MAX_NORM_RATIO, DEFAULT_SMOOTHING, GUARD_KINDS, refinement_details
+from .options import RefineOptions
+from .refine import refinement_details
 from .sources import atomic_write_json, load_grad_norms, load_schedule, schedule_payload
 
 SUMMARY_FRACTIONS = (0.0, 0.25, 0.5, 0.75, 0.95)
@@ -26,31 +27,15 @@ def schedule_summary(multipliers: Sequence[float]) -> str:
     return "\n".join(parts)
 
 
-def _add_refine_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--norm", choices=("l2", "l1"), default="l2", help="l2: w = G^-2 (default); l1: w = G^-1")
-    parser.add_argument("--smoothing", type=float, default=DEFAULT_SMOOTHING, help="median width, fraction of T")
-    parser.add_argument("--guard", choices=GUARD_KINDS, default=DEFAULT_GUARD,
-                        help="clip: norms within [m/R, m*R] of their median m; floor: [m, m*R]; none: the paper's formula")
-    parser.add_argument("--max-norm-ratio", type=float, default=DEFAULT_MAX_NORM_RATIO, help="R of the guard")
-
-
 def _refine(args: argparse.Namespace) -> int:
     if args.steps <= 0:
         raise ValueError(f"--steps must be a positive number of optimizer steps, got {args.steps}")
+    options = RefineOptions.from_arguments(args)
     log = load_grad_norms(args.source)
-    raw = log.series(args.norm)
-    details = refinement_details(
-        raw,
-        args.steps,
-        norm=args.norm,
-        smoothing=args.smoothing,
-        guard=args.guard,
-        max_norm_ratio=args.max_norm_ratio,
-        positions=log.positions(),
-    )
-    settings = {"norm": args.norm, "smoothing": args.smoothing, "guard": args.guard, "max_norm_ratio": args.max_norm_ratio}
+    raw = log.series(options.norm)
+    details = refinement_details(raw, args.steps, options, positions=log.positions())
     payload = schedule_payload(
-        details.multipliers, num_training_steps=args.steps, source=str(args.source), settings=settings,
+        details.multipliers, num_training_steps=args.steps, source=str(args.source), settings=options.to_dict(),
         peak_fraction=details.peak_fraction,
     )
     atomic_write_json(args.output, payload)
@@ -60,7 +45,9 @@ def _refine(args: argparse.Namespace) -> int:
         from .plotting import plot_refinement
 
         raw = np.asarray(raw, dtype=float)
-        plot_refinement(details, raw, args.plot, title=str(args.source), norm=args.norm, raw_positions=log.positions())
+        plot_refinement(
+            details, raw, args.plot, title=str(args.source), norm=options.norm, raw_positions=log.positions()
+        )
         print(f"wrote {args.plot}")
     return 0
 
@@ -83,8 +70,7 @@ def _pilot(args: argparse.Namespace) -> int:
     try:
         run_pilot_command(
             command, fraction=args.fraction, out=args.out, pilot_only=args.pilot_only, force=args.force,
-            mapping=args.mapping, norm=args.norm, smoothing=args.smoothing, guard=args.guard,
-            max_norm_ratio=args.max_norm_ratio,
+            mapping=args.mapping, options=RefineOptions.from_arguments(args),
         )
     except PilotError as error:
         print(f"hf-lrschedule pilot: error: {error}", file=sys.stderr)
@@ -119,7 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
     refine.add_argument("--steps", type=int, required=True, help="optimizer steps T of the run to schedule")
     refine.add_argument("-o", "--output", required=True, help="schedule JSON to write")
     refine.add_argument("--plot", help="also draw a PNG of norms and schedule")
-    _add_refine_options(refine)
+    RefineOptions.add_arguments(refine)
     refine.set_defaults(handler=_refine)
 
     show = sub.add_parser("show", help="summarise a schedule file")
@@ -142,7 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
     pilot.add_argument("--pilot-only", action="store_true", help="stop after the pilot and the schedule")
     pilot.add_argument("--force", action="store_true", help="redo the pilot even if a matching one exists")
     pilot.add_argument("--mapping", choices=("extend", "stretch"), default="extend", help="pilot -> full profile")
-    _add_refine_options(pilot)
+    RefineOptions.add_arguments(pilot)
     pilot.add_argument("training_command", nargs=argparse.REMAINDER, help="after --: the training command")
     pilot.set_defaults(handler=_pilot)
     return parser

@@ -1,32 +1,28 @@
-"""`lr_scheduler_kwargs` of `linear_refined`: one dataclass, validated at construction, JSON round-trip."""
+"""`lr_scheduler_kwargs` of `linear_refined`: where the norms come from, plus the `RefineOptions` (flat keys)."""
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import os
 from dataclasses import dataclass, field
 from typing import Any
 
-from .refine import DEFAULT_GUARD, DEFAULT_MAX_NORM_RATIO, DEFAULT_SMOOTHING, check_options
+from .options import RefineOptionError, RefineOptions
 
 
-def _number(value: Any, name: str) -> float:
-    # transformers' `_convert_str_dict` leaves strings such as "1e-3" as they were typed on the command line.
-    if isinstance(value, str):
-        try:
-            return float(value)
-        except ValueError:
-            raise ValueError(f"lr_scheduler_kwargs[{name!r}] must be a number, got {value!r}") from None
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ValueError(f"lr_scheduler_kwargs[{name!r}] must be a number, got {value!r}")
-    return float(value)
-
-
-@dataclass
+@dataclass(frozen=True)
 class RefinedScheduleConfig:
-    """Options of the `linear_refined` schedule, as given in `TrainingArguments.lr_scheduler_kwargs`."""
+    """Options of the `linear_refined` schedule, as given in `TrainingArguments.lr_scheduler_kwargs`.
+
+    The keys are the fields below plus those of `RefineOptions` (`norm`, `smoothing`, `guard`, `max_norm_ratio`),
+    side by side as transformers passes them; `options` holds the latter.
+
+    Examples:
+        >>> config = RefinedScheduleConfig.from_kwargs({"grad_norms": "grad_norms.json", "guard": "clip"})
+        >>> config.options.guard, config.min_lr_ratio
+        ('clip', 0.0)
+    """
 
     grad_norms: str | list[float] | None = field(
         default=None,
@@ -40,46 +36,40 @@ class RefinedScheduleConfig:
         default=None,
         metadata={"help": "A schedule file written by `hf-lrschedule refine` or the pilot; used as is."},
     )
-    norm: str = field(
-        default="l2",
-        metadata={"help": "'l2' (w = G^-2, SGD form; the default, also for AdamW) or 'l1' (w = G^-1, Adam form)."},
-    )
-    smoothing: float = field(default=DEFAULT_SMOOTHING, metadata={"help": "Median filter width, fraction of T."})
-    guard: str = field(
-        default=DEFAULT_GUARD,
-        metadata={"help": "'clip' (norms within [m/R, m*R] of their median m), 'floor' ([m, m*R]) or 'none' (paper)."},
-    )
-    max_norm_ratio: float = field(default=DEFAULT_MAX_NORM_RATIO, metadata={"help": "R of the guard."})
     min_lr_ratio: float = field(default=0.0, metadata={"help": "Floor of the decay, a fraction of the base LR."})
+    options: RefineOptions = field(default_factory=RefineOptions)
 
     def __post_init__(self) -> None:
         if self.grad_norms is not None and self.schedule is not None:
             raise ValueError("give either `grad_norms` or `schedule` in lr_scheduler_kwargs, not both")
-        if isinstance(self.grad_norms, os.PathLike):
-            self.grad_norms = os.fspath(self.grad_norms)
-        if isinstance(self.schedule, os.PathLike):
-            self.schedule = os.fspath(self.schedule)
+        for name in ("grad_norms", "schedule"):
+            if isinstance(getattr(self, name), os.PathLike):
+                object.__setattr__(self, name, os.fspath(getattr(self, name)))
         if self.grad_norms is not None and not isinstance(self.grad_norms, (str, list, tuple)):
             raise TypeError(
                 "lr_scheduler_kwargs['grad_norms'] must be a file path or a list of floats, "
                 f"got {type(self.grad_norms).__name__}"
             )
         if isinstance(self.grad_norms, tuple):
-            self.grad_norms = list(self.grad_norms)
-        self.smoothing = _number(self.smoothing, "smoothing")
-        self.max_norm_ratio = _number(self.max_norm_ratio, "max_norm_ratio")
-        self.min_lr_ratio = _number(self.min_lr_ratio, "min_lr_ratio")
-        check_options(self.norm, self.smoothing, self.guard, self.max_norm_ratio, 1)
-        if not (0.0 <= self.min_lr_ratio < 1.0 and math.isfinite(self.min_lr_ratio)):
+            object.__setattr__(self, "grad_norms", list(self.grad_norms))
+        ratio = self.min_lr_ratio
+        if isinstance(ratio, str):  # transformers leaves "0.1" from a command line as a string
+            try:
+                ratio = float(ratio)
+            except ValueError:
+                pass
+        if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not (0.0 <= ratio < 1.0 and math.isfinite(ratio)):
             raise ValueError(f"lr_scheduler_kwargs['min_lr_ratio'] must be in [0, 1), got {self.min_lr_ratio!r}")
+        object.__setattr__(self, "min_lr_ratio", float(ratio))
 
     @classmethod
     def valid_keys(cls) -> list[str]:
-        return sorted(f.name for f in dataclasses.fields(cls))
+        own = [f.name for f in dataclasses.fields(cls) if f.name != "options"]
+        return sorted(own + list(RefineOptions.names()))
 
     @classmethod
     def from_kwargs(cls, kwargs: dict[str, Any] | None) -> RefinedScheduleConfig:
-        """Build from `lr_scheduler_kwargs`; an unknown key is a `ValueError` that lists the valid ones."""
+        """Build from `lr_scheduler_kwargs`; an unknown key or a bad value is a `ValueError` that says which."""
         kwargs = dict(kwargs or {})
         unknown = sorted(set(kwargs) - set(cls.valid_keys()))
         if unknown:
@@ -87,18 +77,12 @@ class RefinedScheduleConfig:
                 f"unknown lr_scheduler_kwargs for linear_refined: {', '.join(map(repr, unknown))}; "
                 f"valid keys: {', '.join(cls.valid_keys())}"
             )
-        return cls(**kwargs)
+        try:
+            options = RefineOptions.from_mapping(kwargs)
+        except RefineOptionError as error:
+            raise ValueError(f"lr_scheduler_kwargs[{error.option!r}]: {error}") from None
+        own = {key: value for key, value in kwargs.items() if key not in RefineOptions.names()}
+        return cls(**own, options=options)
 
-    def refine_options(self) -> dict[str, Any]:
-        return {
-            "norm": self.norm,
-            "smoothing": self.smoothing,
-            "guard": self.guard,
-            "max_norm_ratio": self.max_norm_ratio,
-        }
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), sort_keys=True)
+    def replace(self, **changes: Any) -> RefinedScheduleConfig:
+        return dataclasses.replace(self, **changes)

@@ -4,7 +4,8 @@ The parent side lives here (no torch): it runs the user's own training command t
 child processes learn from environment variables (the contract below), computes the schedule in between, and
 caches the result. The child side (the Trainer patch, the accelerate loop API) is `integrations/pilot_hooks.py`.
 
-Environment contract (read by the `linear_refined` factory and the pilot hooks in every child process):
+Environment contract (read by `plan_for_phase`, which the `linear_refined` factory calls, and by the pilot hooks in
+every child process):
 
 * ``HF_LRSCHEDULE_PHASE``: ``pilot`` or ``full`` (unset: a normal run);
 * ``HF_LRSCHEDULE_PILOT_DIR``: the pilot folder;
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
 import os
 import shlex
@@ -41,7 +43,9 @@ from typing import Any
 import numpy as np
 
 from . import __version__
-from .refine import DEFAULT_GUARD, DEFAULT_MAX_NORM_RATIO, DEFAULT_SMOOTHING, refinement_details
+from .config import RefinedScheduleConfig
+from .options import RefineOptions
+from .refine import refinement_details
 from .sources import atomic_write_json, load_grad_norms, schedule_payload
 
 ENV_PHASE = "HF_LRSCHEDULE_PHASE"
@@ -49,6 +53,8 @@ ENV_DIR = "HF_LRSCHEDULE_PILOT_DIR"
 ENV_FRACTION = "HF_LRSCHEDULE_PILOT_FRACTION"
 ENV_MAPPING = "HF_LRSCHEDULE_PILOT_MAPPING"
 ENV_SCHEDULE = "HF_LRSCHEDULE_SCHEDULE"
+
+logger = logging.getLogger("hf_lrschedule")
 
 MAPPINGS = ("extend", "stretch")
 #: Fewest optimizer steps a pilot may have: fewer leave the median filter and the warmup estimate nothing to use.
@@ -134,6 +140,42 @@ def mark_scheduler_seen(settings: PilotSettings, **info: Any) -> None:
         atomic_write_json(settings.directory / SCHEDULER_FILE, info)
 
 
+@dataclass(frozen=True)
+class PhasePlan:
+    """What the `linear_refined` factory builds in this process: a config and the run it spans."""
+
+    config: RefinedScheduleConfig
+    num_training_steps: int
+    num_warmup_steps: int
+    is_pilot: bool = False
+
+
+def plan_for_phase(config: RefinedScheduleConfig, num_training_steps: int, num_warmup_steps: int) -> PhasePlan:
+    """The schedule this process's phase uses, for a run of `num_training_steps` with `num_warmup_steps` warmup.
+
+    * no pilot: `config` as given;
+    * pilot phase: plain linear decay over the full run (`extend`) or over the pilot's steps only (`stretch`); the
+      factory's call is recorded (`scheduler_seen.json`), as proof that the full phase can set the schedule;
+    * full phase: the pilot's schedule file replaces any `grad_norms` / `schedule` given.
+    """
+    settings = active_settings()
+    if settings.phase == "pilot":
+        try:
+            pilot_steps = settings.pilot_steps(num_training_steps)
+        except PilotError as error:
+            report_error(settings, str(error))
+            raise
+        mark_scheduler_seen(settings, num_training_steps=num_training_steps, num_warmup_steps=num_warmup_steps)
+        length = pilot_steps if settings.mapping == "stretch" else num_training_steps
+        warmup = min(num_warmup_steps * length // num_training_steps, length - 1)
+        return PhasePlan(RefinedScheduleConfig(), length, warmup, is_pilot=True)
+    if settings.phase == "full" and settings.schedule is not None:
+        if config.grad_norms is not None or config.schedule is not None:
+            logger.warning("linear_refined: the pilot's schedule %s replaces the grad_norms/schedule given", settings.schedule)
+        config = config.replace(grad_norms=None, schedule=str(settings.schedule))
+    return PhasePlan(config, num_training_steps, num_warmup_steps)
+
+
 def pilot_profile(
     values: np.ndarray, steps: np.ndarray, num_training_steps: int, mapping: str
 ) -> tuple[np.ndarray, np.ndarray | None]:
@@ -188,15 +230,7 @@ def library_versions() -> dict[str, str]:
     return versions
 
 
-def compute_pilot_schedule(
-    directory: Path,
-    *,
-    norm: str = "l2",
-    smoothing: float = DEFAULT_SMOOTHING,
-    guard: str = DEFAULT_GUARD,
-    max_norm_ratio: float = DEFAULT_MAX_NORM_RATIO,
-    plot: bool = True,
-) -> dict[str, Any]:
+def compute_pilot_schedule(directory: Path, options: RefineOptions | None = None, *, plot: bool = True) -> dict[str, Any]:
     """Refine from the pilot's norms file; write schedule.json (and the PNG) atomically. Returns a summary."""
     norms_path = directory / NORMS_FILE
     if not norms_path.is_file():
@@ -205,16 +239,16 @@ def compute_pilot_schedule(
             "through a Trainer or a RefinedRun loop. Is it a training command with --lr_scheduler_type "
             "linear_refined?"
         )
+    options = options if options is not None else RefineOptions()
+    norm = options.norm
     log = load_grad_norms(norms_path)
     meta = log.meta
     total = int(meta["num_training_steps"])
     mapping = meta.get("pilot_mapping", "extend")
     values = log.series(norm)
     profile, positions = pilot_profile(values, log.steps, total, mapping)
-    details = refinement_details(
-        profile, total, norm=norm, smoothing=smoothing, guard=guard, max_norm_ratio=max_norm_ratio, positions=positions
-    )
-    settings = {"norm": norm, "smoothing": smoothing, "guard": guard, "max_norm_ratio": max_norm_ratio, "mapping": mapping}
+    details = refinement_details(profile, total, options, positions=positions)
+    settings = {**options.to_dict(), "mapping": mapping}
     atomic_write_json(
         directory / SCHEDULE_FILE,
         schedule_payload(
@@ -267,10 +301,7 @@ def run_pilot_command(
     pilot_only: bool = False,
     force: bool = False,
     mapping: str = "extend",
-    norm: str = "l2",
-    smoothing: float = DEFAULT_SMOOTHING,
-    guard: str = DEFAULT_GUARD,
-    max_norm_ratio: float = DEFAULT_MAX_NORM_RATIO,
+    options: RefineOptions | None = None,
 ) -> dict[str, Any]:
     """Run `command` as a pilot (fraction `fraction` of its steps), refine, then run it in full with the schedule."""
     if not command:
@@ -279,7 +310,8 @@ def run_pilot_command(
         raise PilotError(f"--fraction must be in (0, 1], got {fraction}")
     if mapping not in MAPPINGS:
         raise PilotError(f"--mapping must be one of {MAPPINGS}, got {mapping!r}")
-    refine_settings = {"norm": norm, "smoothing": smoothing, "guard": guard, "max_norm_ratio": max_norm_ratio}
+    options = options if options is not None else RefineOptions()
+    refine_settings = options.to_dict()
     key = cache_key(command, {"fraction": fraction, "mapping": mapping, **refine_settings})
     directory = Path(out) if out is not None else default_pilot_dir(key)
     directory = directory.resolve()
@@ -308,7 +340,7 @@ def run_pilot_command(
                 "(Trainer scripts) or use hf_lrschedule.RefinedRun (accelerate loops), or the full phase could not "
                 "use the refined schedule"
             )
-        summary = compute_pilot_schedule(directory, **refine_settings)
+        summary = compute_pilot_schedule(directory, options)
         manifest = {
             "status": "complete",
             "cache_key": key,

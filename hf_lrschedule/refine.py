@@ -7,7 +7,7 @@ Refinements" (arXiv 2310.07831), Section 2 of ``shared/docs/refinement.md``:
    run is fraction ``t / T``; the point ``T`` is the end of training);
 2. smooth them with a median filter of width ``smoothing * T`` (odd), padding the END by reflection (2 widths,
    dropped afterwards) and using "nearest" at the start, as the authors do;
-3. optionally guard the smoothed norms (see :data:`DEFAULT_MAX_NORM_RATIO`);
+3. guard the smoothed norms (``RefineOptions.guard``: low norms never raise the LR by default);
 4. weights ``w = G^-2`` (``norm="l2"``, SGD form) or ``w = G^-1`` (``norm="l1"``, the paper's Adam form);
 5. ``eta_t = w_t * sum_{p = t+1 .. T} w_p`` (so ``eta_T = 0``), divided by its maximum.
 
@@ -28,30 +28,18 @@ Degenerate input, the documented rule (each case is tested):
 
 from __future__ import annotations
 
-import math
+import dataclasses
 import warnings
 from collections.abc import Sequence
-from typing import Literal
+from typing import Any
 
 import numpy as np
 from scipy.ndimage import median_filter
 
-NormKind = Literal["l1", "l2"]
-GuardKind = Literal["clip", "floor", "none"]
-GUARD_KINDS = ("clip", "floor", "none")
+from .options import RefineOptions
 
-#: Default guard: the smoothed norms are bounded to ``[m, m * R]`` around their median ``m`` ("floor"). Both
-#: failures measured with the bare formula come from *low* norms: norms that keep falling late in training (convex
-#: problems: the weights explode and the peak moves late) and norms that start near zero (LoRA: B = 0 at
-#: initialisation, so the peak lands at step 0 and the LR falls to a fraction of linear's). Below the median the
-#: floor counts a norm as the median, so low norms never raise the LR above linear's shape; high norms (the early
-#: warmup signal, the late rise that gives the fast final anneal) keep their shape up to ``m * R``. ``"clip"``
-#: bounds to ``[m / R, m * R]``; ``R = 1`` gives linear decay with either; ``guard="none"`` is the paper's formula.
-#: Chosen by the benchmark's option study (README, "Benchmark"): floor R = 2 has the best mean over the 5 tasks and
-#: never loses to linear beyond the noise.
-DEFAULT_GUARD: GuardKind = "floor"
-DEFAULT_MAX_NORM_RATIO = 2.0
-DEFAULT_SMOOTHING = 0.1
+#: The options `linear_refined`, the CLI and the pilot use when none are given (see `RefineOptions`).
+DEFAULT_OPTIONS = RefineOptions()
 
 _EXPONENT = {"l2": 2.0, "l1": 1.0}
 
@@ -160,40 +148,28 @@ def schedule_from_weights(weights: np.ndarray) -> np.ndarray:
     return eta / eta[:-1].max()
 
 
-def check_options(
-    norm: str, smoothing: float, guard: str, max_norm_ratio: float, num_training_steps: object
-) -> None:
-    """Raise a `ValueError` naming the bad option and the accepted values."""
+def check_num_training_steps(num_training_steps: object) -> None:
     if isinstance(num_training_steps, bool) or not isinstance(num_training_steps, (int, np.integer)):
         raise TypeError(f"num_training_steps must be an integer, got {num_training_steps!r}")
     if num_training_steps <= 0:
         raise ValueError(f"num_training_steps must be a positive integer, got {num_training_steps=}")
-    if norm not in _EXPONENT:
-        raise ValueError(f"norm must be 'l2' (w = G^-2, SGD form) or 'l1' (w = G^-1, Adam form), got {norm!r}")
-    if isinstance(smoothing, bool) or not isinstance(smoothing, (int, float)) or not 0.0 <= smoothing <= 1.0:
-        raise ValueError(f"smoothing must be a number in [0, 1] (a fraction of training), got {smoothing!r}")
-    if guard not in GUARD_KINDS:
-        raise ValueError(
-            "guard must be 'clip' (norms kept within [m/R, m*R] of their median m), 'floor' ([m, m*R]) or 'none' "
-            f"(the paper's bare formula), got {guard!r}"
-        )
-    if (
-        isinstance(max_norm_ratio, bool)
-        or not isinstance(max_norm_ratio, (int, float))
-        or not (max_norm_ratio >= 1.0 and math.isfinite(max_norm_ratio))
-    ):
-        raise ValueError(f"max_norm_ratio must be a finite number >= 1, got {max_norm_ratio!r}")
+
+
+def resolve_options(options: RefineOptions | None, overrides: dict[str, Any]) -> RefineOptions:
+    """`options` (default: `DEFAULT_OPTIONS`) with the keyword overrides applied and checked."""
+    unknown = sorted(set(overrides) - set(RefineOptions.names()))
+    if unknown:
+        raise TypeError(f"unknown refinement option(s) {unknown}; valid: {', '.join(RefineOptions.names())}")
+    return dataclasses.replace(options if options is not None else DEFAULT_OPTIONS, **overrides)
 
 
 def refine_schedule(
     grad_norms: Sequence[float] | np.ndarray,
     num_training_steps: int,
+    options: RefineOptions | None = None,
     *,
-    norm: NormKind = "l2",
-    smoothing: float = DEFAULT_SMOOTHING,
-    guard: GuardKind = DEFAULT_GUARD,
-    max_norm_ratio: float = DEFAULT_MAX_NORM_RATIO,
     positions: Sequence[float] | np.ndarray | None = None,
+    **option_overrides: Any,
 ) -> np.ndarray:
     r"""The refined schedule's multipliers for steps ``0 .. num_training_steps - 1`` (peak 1, then down to ~0).
 
@@ -207,12 +183,10 @@ def refine_schedule(
         grad_norms: per-step gradient norms of an earlier run of the same task (any length: they are resampled to
             this run by training fraction).
         num_training_steps: ``T``, the optimizer steps of the run to schedule.
-        norm: ``"l2"`` (``w = G^-2``; the default, also for AdamW, see README) or ``"l1"`` (``w = G^-1``).
-        smoothing: ``tau``, the median filter's width as a fraction of training (0 disables it).
-        guard: ``"clip"`` bounds the smoothed norms to ``[m / R, m * R]`` around their median ``m``; ``"floor"`` to
-            ``[m, m * R]`` (low norms never raise the learning rate); ``"none"`` is the paper's bare formula.
-        max_norm_ratio: ``R`` of the guard.
+        options: a `RefineOptions` (default: `DEFAULT_OPTIONS`, exactly what `linear_refined` uses by default).
         positions: optional training fraction (``[0, 1]``) of each norm, for logs with gaps or every k-th step.
+        option_overrides: fields of `RefineOptions` to change (``norm``, ``smoothing``, ``guard``,
+            ``max_norm_ratio``), e.g. ``guard="none"`` for the paper's bare formula.
 
     Returns:
         A float64 array of ``num_training_steps`` multipliers in ``[0, 1]``.
@@ -226,15 +200,8 @@ def refine_schedule(
     References:
         Defazio, Cutkosky, Mehta, Mishchenko, arXiv 2310.07831, Section 5 ("refinement").
     """
-    return refinement_details(
-        grad_norms,
-        num_training_steps,
-        norm=norm,
-        smoothing=smoothing,
-        guard=guard,
-        max_norm_ratio=max_norm_ratio,
-        positions=positions,
-    ).multipliers[:num_training_steps]
+    details = refinement_details(grad_norms, num_training_steps, options, positions=positions, **option_overrides)
+    return details.multipliers[:num_training_steps]
 
 
 class Refinement:
@@ -258,15 +225,15 @@ class Refinement:
 def refinement_details(
     grad_norms: Sequence[float] | np.ndarray,
     num_training_steps: int,
+    options: RefineOptions | None = None,
     *,
-    norm: NormKind = "l2",
-    smoothing: float = DEFAULT_SMOOTHING,
-    guard: GuardKind = DEFAULT_GUARD,
-    max_norm_ratio: float = DEFAULT_MAX_NORM_RATIO,
     positions: Sequence[float] | np.ndarray | None = None,
+    **option_overrides: Any,
 ) -> Refinement:
     """`refine_schedule` with its intermediate series, for plots and summaries."""
-    check_options(norm, smoothing, guard, max_norm_ratio, num_training_steps)
+    options = resolve_options(options, option_overrides)
+    check_num_training_steps(num_training_steps)
+    smoothing = options.smoothing
     values = validate_norms(grad_norms)
     fractions = None
     if positions is not None:
@@ -292,6 +259,6 @@ def refinement_details(
         )
     resampled = resample_by_fraction(values, num_training_steps + 1, fractions)
     smoothed = median_smooth(resampled, width)
-    guarded = guard_norms(smoothed, max_norm_ratio, guard)
-    weights = guarded ** -_EXPONENT[norm]
+    guarded = guard_norms(smoothed, options.max_norm_ratio, options.guard)
+    weights = guarded ** -_EXPONENT[options.norm]
     return Refinement(resampled, smoothed, guarded, schedule_from_weights(weights))

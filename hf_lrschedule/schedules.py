@@ -12,7 +12,8 @@ from collections.abc import Callable, Sequence
 Schedule = Callable[[int], float]
 
 
-def _check_steps(num_training_steps: int, num_warmup_steps: int) -> None:
+def check_steps(num_training_steps: int, num_warmup_steps: int) -> None:
+    """Raise a `ValueError` unless 0 <= num_warmup_steps < num_training_steps, both integers."""
     if int(num_training_steps) != num_training_steps or num_training_steps <= 0:
         raise ValueError(f"num_training_steps must be a positive integer, got {num_training_steps=}")
     if int(num_warmup_steps) != num_warmup_steps or not 0 <= num_warmup_steps < num_training_steps:

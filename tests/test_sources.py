@@ -148,7 +148,7 @@ def test_negative_smoothing():
 
 
 def test_smoothing_as_unparsable_string():
-    with pytest.raises(ValueError, match=r"lr_scheduler_kwargs\['smoothing'\] must be a number"):
+    with pytest.raises(ValueError, match=r"lr_scheduler_kwargs\['smoothing'\]: smoothing must be a number"):
         build([1.0, 2.0], smoothing="a lot")
 
 

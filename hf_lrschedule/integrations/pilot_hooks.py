@@ -30,7 +30,9 @@ from ..pilot import (
     override_settings,
     report_error,
 )
+from ..options import RefineOptions
 from ..recording import GradNormRecorder
+from ..refine import resolve_options
 from .trainer_callback import GradNormRecorderCallback
 
 logger = logging.getLogger("hf_lrschedule")
@@ -244,7 +246,8 @@ def run_pilot(
     fraction: float = 0.1,
     out: str | Path = "hf_lrschedule_pilot",
     mapping: str = "extend",
-    **refine_options: Any,
+    options: RefineOptions | None = None,
+    **option_overrides: Any,
 ) -> Path:
     """Run a pilot of `trainer` in this process, then set it up to train with the refined schedule.
 
@@ -283,7 +286,7 @@ def run_pilot(
         random.setstate(rng[0])
         np.random.set_state(rng[1])
         torch.set_rng_state(rng[2])
-    summary = compute_pilot_schedule(directory, **refine_options)
+    summary = compute_pilot_schedule(directory, resolve_options(options, option_overrides))
     schedule = directory / SCHEDULE_FILE
     trainer.args.lr_scheduler_type = SchedulerType("linear_refined")
     trainer.args.lr_scheduler_kwargs = {"schedule": str(schedule)}

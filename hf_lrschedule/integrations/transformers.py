@@ -16,10 +16,10 @@ from torch.optim.lr_scheduler import LambdaLR
 
 from .._enums import extend_str_enum
 from ..config import RefinedScheduleConfig
-from ..pilot import PilotError, active_settings, mark_scheduler_seen, report_error
+from ..pilot import plan_for_phase
 from ..recording import optimizer_family
 from ..refine import RefinementWarning, refinement_details
-from ..schedules import _check_steps, linear_decay, table_schedule
+from ..schedules import check_steps, linear_decay, table_schedule
 from ..sources import GradNormSourceError, load_grad_norms, load_schedule
 
 logger = logging.getLogger("hf_lrschedule")
@@ -109,14 +109,14 @@ def build_table(config: RefinedScheduleConfig, decay_steps: int, optimizer: Opti
         )
     try:
         details = refinement_details(
-            log.series(config.norm), decay_steps, positions=log.positions(), **config.refine_options()
+            log.series(config.options.norm), decay_steps, config.options, positions=log.positions()
         )
     except (TypeError, ValueError) as error:
         raise GradNormSourceError(f"linear_refined: cannot refine from {log.source}: {error}") from error
     logger.info(
         "linear_refined: refined from %s (%s norms), peak at %.1f%% of training",
         log.source,
-        config.norm,
+        config.options.norm,
         100 * details.peak_fraction,
     )
     return details.multipliers.tolist()
@@ -147,56 +147,38 @@ def get_linear_refined_schedule(
         steps_per_update (`int`, *optional*, defaults to 1):
             Scheduler steps per optimizer update (see `integrations.accelerate`).
         lr_scheduler_kwargs:
-            See `RefinedScheduleConfig`: `grad_norms`, `schedule`, `norm`, `smoothing`, `guard`,
-            `max_norm_ratio`, `min_lr_ratio`.
+            See `RefinedScheduleConfig` (`grad_norms`, `schedule`, `min_lr_ratio`) and `RefineOptions` (`norm`,
+            `smoothing`, `guard`, `max_norm_ratio`).
 
     Return:
         `torch.optim.lr_scheduler.LambdaLR` with the appropriate schedule.
     """
     config = RefinedScheduleConfig.from_kwargs(lr_scheduler_kwargs)
-    _check_steps(num_training_steps, num_warmup_steps)
-    settings = active_settings()
-    if settings.phase == "pilot":
-        return _pilot_schedule(optimizer, settings, num_warmup_steps, num_training_steps, last_epoch, steps_per_update)
-    if settings.phase == "full" and settings.schedule is not None:
-        if config.grad_norms is not None or config.schedule is not None:
-            logger.warning("linear_refined: the pilot's schedule %s replaces the grad_norms/schedule given", settings.schedule)
-        config.grad_norms, config.schedule = None, str(settings.schedule)
+    check_steps(num_training_steps, num_warmup_steps)
+    # The one place where `hf-lrschedule pilot` enters: it may swap the config and the run length for its phase.
+    plan = plan_for_phase(config, num_training_steps, num_warmup_steps)
+    config = plan.config
     missing = None
     table = None
     source = config.schedule if config.schedule is not None else config.grad_norms
     if isinstance(source, str) and not os.path.exists(source):
         missing = source
     else:
-        table = build_table(config, num_training_steps - num_warmup_steps, optimizer)
-        if table is None:
+        table = build_table(config, plan.num_training_steps - plan.num_warmup_steps, optimizer)
+        if table is None and not plan.is_pilot:
             logger.warning(
                 "linear_refined: no grad_norms given, using linear decay. To refine it, record the gradient norms "
                 "of a run (GradNormRecorderCallback, or logging_steps=1) and pass "
                 "lr_scheduler_kwargs={'grad_norms': 'PATH'}, or use `hf-lrschedule pilot`."
             )
     multiplier = LinearRefinedLambda(
-        num_training_steps=num_training_steps,
-        num_warmup_steps=num_warmup_steps,
+        num_training_steps=plan.num_training_steps,
+        num_warmup_steps=plan.num_warmup_steps,
         table=table,
         min_lr_ratio=config.min_lr_ratio,
         steps_per_update=steps_per_update,
         missing_source=missing,
     )
-    return LambdaLR(optimizer, multiplier, last_epoch)
-
-
-def _pilot_schedule(optimizer, settings, num_warmup_steps, num_training_steps, last_epoch, steps_per_update):
-    """The pilot phase's schedule: linear decay over the full run (`extend`) or over the pilot only (`stretch`)."""
-    try:
-        pilot_steps = settings.pilot_steps(num_training_steps)
-    except PilotError as error:
-        report_error(settings, str(error))
-        raise
-    mark_scheduler_seen(settings, num_training_steps=num_training_steps, num_warmup_steps=num_warmup_steps)
-    length = pilot_steps if settings.mapping == "stretch" else num_training_steps
-    warmup = min(num_warmup_steps * length // num_training_steps, length - 1)
-    multiplier = LinearRefinedLambda(num_training_steps=length, num_warmup_steps=warmup, steps_per_update=steps_per_update)
     return LambdaLR(optimizer, multiplier, last_epoch)
 
 

@@ -1,0 +1,130 @@
+"""The refinement options: one frozen dataclass holds their names, defaults, checks and help text (no torch).
+
+`refine_schedule`, `lr_scheduler_kwargs` of `linear_refined` (`RefinedScheduleConfig`), the CLI flags of
+`hf-lrschedule refine` / `pilot`, the pilot and the benchmark all read `RefineOptions`: to add an option, add a field
+here (with its check in `__post_init__`) and use it in `refine.refinement_details`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+NormKind = Literal["l1", "l2"]
+GuardKind = Literal["clip", "floor", "none"]
+NORM_KINDS = ("l2", "l1")
+GUARD_KINDS = ("clip", "floor", "none")
+
+
+class RefineOptionError(ValueError):
+    """A refinement option with a bad value; `option` names it (callers add where it was given)."""
+
+    def __init__(self, option: str, message: str):
+        super().__init__(message)
+        self.option = option
+
+
+@dataclass(frozen=True)
+class RefineOptions:
+    """How gradient norms become a schedule (see the README's "The method").
+
+    Numbers may be given as strings ("0.1"): transformers passes `--lr_scheduler_kwargs` values as typed.
+
+    Examples:
+        >>> RefineOptions()
+        RefineOptions(norm='l2', smoothing=0.1, guard='floor', max_norm_ratio=2.0)
+        >>> RefineOptions(smoothing="0.05").smoothing
+        0.05
+    """
+
+    norm: NormKind = field(
+        default="l2",
+        metadata={
+            "help": "'l2': w = G^-2 (SGD form; the default, also for AdamW) or 'l1': w = G^-1 (the paper's Adam form, "
+            "needs l1 norms)",
+            "choices": NORM_KINDS,
+        },
+    )
+    smoothing: float = field(
+        default=0.1, metadata={"help": "tau: the median filter's width as a fraction of training (0 disables it)"}
+    )
+    # Default guard "floor": both failures measured with the bare formula come from *low* norms (norms that keep
+    # falling late in training; LoRA's near-zero start), so norms below the median count as the median and never
+    # raise the LR above linear's shape, while high norms (early spike, late rise) keep their shape up to m * R.
+    # Chosen by the benchmark's option study (README, "Benchmark").
+    guard: GuardKind = field(
+        default="floor",
+        metadata={
+            "help": "'floor': smoothed norms kept within [m, m*R] of their median m (low norms never raise the LR); "
+            "'clip': within [m/R, m*R]; 'none': the paper's bare formula",
+            "choices": GUARD_KINDS,
+        },
+    )
+    max_norm_ratio: float = field(
+        default=2.0, metadata={"help": "R of the guard (1 = linear decay, larger = closer to the paper)"}
+    )
+
+    def __post_init__(self) -> None:
+        for name in ("smoothing", "max_norm_ratio"):
+            object.__setattr__(self, name, _number(getattr(self, name), name))
+        if self.norm not in NORM_KINDS:
+            raise RefineOptionError("norm", f"norm must be 'l2' (w = G^-2, SGD form) or 'l1' (w = G^-1, Adam form), got {self.norm!r}")
+        if not 0.0 <= self.smoothing <= 1.0:
+            raise RefineOptionError(
+                "smoothing", f"smoothing must be a number in [0, 1] (a fraction of training), got {self.smoothing!r}"
+            )
+        if self.guard not in GUARD_KINDS:
+            raise RefineOptionError(
+                "guard",
+                "guard must be 'clip' (norms kept within [m/R, m*R] of their median m), 'floor' ([m, m*R]) or "
+                f"'none' (the paper's bare formula), got {self.guard!r}"
+            )
+        if not (self.max_norm_ratio >= 1.0 and math.isfinite(self.max_norm_ratio)):
+            raise RefineOptionError(
+                "max_norm_ratio", f"max_norm_ratio must be a finite number >= 1, got {self.max_norm_ratio!r}"
+            )
+
+    @classmethod
+    def names(cls) -> tuple[str, ...]:
+        return tuple(f.name for f in dataclasses.fields(cls))
+
+    @classmethod
+    def from_mapping(cls, mapping: Mapping[str, Any]) -> RefineOptions:
+        """The options named in `mapping` (other keys are ignored), defaults for the rest."""
+        return cls(**{name: mapping[name] for name in cls.names() if name in mapping})
+
+    def to_dict(self) -> dict[str, Any]:
+        """As written into schedule files and manifests (`settings`)."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
+        """Add one `--flag` per option (`max_norm_ratio` -> `--max-norm-ratio`), typed and documented from the fields."""
+        for option in dataclasses.fields(cls):
+            choices = option.metadata.get("choices")
+            parser.add_argument(
+                f"--{option.name.replace('_', '-')}",
+                choices=choices,
+                type=None if choices else float,
+                default=option.default,
+                help=f"{option.metadata['help']} (default: {option.default})",
+            )
+
+    @classmethod
+    def from_arguments(cls, namespace: argparse.Namespace) -> RefineOptions:
+        return cls(**{name: getattr(namespace, name) for name in cls.names()})
+
+
+def _number(value: Any, name: str) -> float:
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            raise RefineOptionError(name, f"{name} must be a number, got {value!r}") from None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise RefineOptionError(name, f"{name} must be a number, got {value!r}")
+    return float(value)

@@ -11,7 +11,10 @@ Schedule specs (dicts):
 * ``{"kind": "schedule_free"}``: the `schedulefree` optimizer of the task's family, constant LR, the same warmup;
 * ``{"kind": "table", "table": [...]}``: a multiplier table of ``T + 1`` entries (refined schedules), no warmup.
 
-Plain torch loops serve tasks 1, 3 and 4; task 2 (LoRA) goes through the transformers `Trainer`.
+Plain torch loops serve tasks 1, 3 and 4; task 2 (LoRA) goes through the transformers `Trainer`. The offline data
+and the SmolLM2 weights come from `scripts/recipe_data.py` (not in the wheel: the caller puts `scripts/` on
+`sys.path`, as `run_benchmark.py` and `tests/conftest.py` do). The tasks themselves are entries in
+`bench_registry.py`.
 """
 
 from __future__ import annotations
@@ -53,7 +56,7 @@ def _atomic_save_npy(path: Path, array: np.ndarray) -> None:
 
 def shakespeare_bytes() -> dict[str, np.ndarray]:
     """Train/validation bytes of the 42 plays (the library's offline corpus, held-out tail of every play)."""
-    from hf_lrschedule.prepare import prepare_text_corpus
+    from recipe_data import prepare_text_corpus
 
     files = prepare_text_corpus("shakespeare")
     return {split: np.frombuffer(Path(files[split]).read_bytes(), dtype=np.uint8) for split in ("train", "validation")}
@@ -61,7 +64,7 @@ def shakespeare_bytes() -> dict[str, np.ndarray]:
 
 def smollm2_tokens(tokenizer_path: str) -> dict[str, np.ndarray]:
     """The Shakespeare corpus tokenized with SmolLM2's tokenizer (cached as .npy: tokenizing takes ~20 s)."""
-    from hf_lrschedule.prepare import prepare_text_corpus
+    from recipe_data import prepare_text_corpus
 
     files = prepare_text_corpus("shakespeare")
     out = {}
@@ -97,7 +100,8 @@ FASHION_REL = Path("usr/share/datasets/fashion-mnist")
 
 
 def _read_idx(path: Path) -> np.ndarray:
-    data = gzip.open(path, "rb").read()
+    with gzip.open(path, "rb") as handle:
+        data = handle.read()
     ndim = data[3]
     shape = [int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
     return np.frombuffer(data, np.uint8, offset=4 + 4 * ndim).reshape(shape)
@@ -112,7 +116,7 @@ def fashion_mnist_dir() -> Path:
     system = Path("/") / FASHION_REL
     if all((system / name).is_file() for name in FASHION_FILES.values()):
         return system
-    from hf_lrschedule.prepare import DEFAULT_DATA_DIR
+    from recipe_data import DEFAULT_DATA_DIR
 
     target = DEFAULT_DATA_DIR / "fashion-mnist"
     if all((target / FASHION_REL / name).is_file() for name in FASHION_FILES.values()):
@@ -121,7 +125,9 @@ def fashion_mnist_dir() -> Path:
     tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=".fashion-mnist.", suffix=".tmp"))
     try:
         print("[bench] fetching Fashion-MNIST: apt-get download dataset-fashion-mnist", flush=True)
-        fetch = subprocess.run(["apt-get", "download", "dataset-fashion-mnist"], cwd=tmp, capture_output=True, text=True)
+        fetch = subprocess.run(
+            ["apt-get", "download", "dataset-fashion-mnist"], cwd=tmp, capture_output=True, text=True, check=False
+        )
         debs = sorted(tmp.glob("dataset-fashion-mnist_*.deb"))
         if fetch.returncode != 0 or not debs:
             raise RuntimeError(
@@ -178,19 +184,6 @@ def tabular(name: str) -> tuple[np.ndarray, np.ndarray]:
 # --------------------------------------------------------------------------------------------------------------- #
 
 
-class TableLambda:
-    """LambdaLR multiplier read from a refined table (library's `table_schedule`, no warmup)."""
-
-    def __init__(self, table: list[float], num_training_steps: int):
-        self.table = [float(v) for v in table]
-        self.num_training_steps = num_training_steps
-
-    def __call__(self, step: int) -> float:
-        from hf_lrschedule import table_schedule
-
-        return table_schedule(step, table=self.table, num_training_steps=self.num_training_steps)
-
-
 def schedule_free_multiplier(step: int, warmup: int) -> float:
     """The LR multiplier schedulefree applies internally at optimizer step `step` (0-based): linear warmup."""
     return min(1.0, (step + 1) / warmup) if warmup > 0 else 1.0
@@ -200,11 +193,13 @@ def build_scheduler(spec: dict[str, Any], optimizer, num_training_steps: int, wa
     from torch.optim.lr_scheduler import LambdaLR
     from transformers import get_scheduler
 
+    from hf_lrschedule.integrations.transformers import LinearRefinedLambda
+
     kind = spec["kind"]
     if kind == "schedule_free":
         return None
-    if kind == "table":
-        return LambdaLR(optimizer, TableLambda(spec["table"], num_training_steps))
+    if kind == "table":  # linear_refined's own multiplier (the table from step 0: no warmup)
+        return LambdaLR(optimizer, LinearRefinedLambda(num_training_steps=num_training_steps, table=spec["table"]))
     if kind == "hf":
         extra = {"num_decay_steps": wsd_decay} if spec["name"] == "warmup_stable_decay" else None
         return get_scheduler(
@@ -239,7 +234,9 @@ def _make_optimizer(problem: LoopProblem, params, lr: float, schedule_free: bool
         import schedulefree
 
         if problem.family == "adam":
-            return schedulefree.AdamWScheduleFree(params, lr=lr, betas=(0.9, 0.999), weight_decay=0.0, warmup_steps=warmup)
+            return schedulefree.AdamWScheduleFree(
+                params, lr=lr, betas=(0.9, 0.999), weight_decay=0.0, warmup_steps=warmup
+            )
         # SGD family: schedule-free needs its interpolation momentum (0.9, the package default) even for plain SGD.
         return schedulefree.SGDScheduleFree(params, lr=lr, momentum=0.9, weight_decay=0.0, warmup_steps=warmup)
     if problem.family == "adam":
@@ -362,9 +359,8 @@ def run_loop(
 
 def llama_problem(cfg: dict[str, Any], data: dict[str, np.ndarray]) -> LoopProblem:
     import torch
+    from recipe_data import tiny_llama_config
     from transformers import LlamaForCausalLM
-
-    from hf_lrschedule.prepare import tiny_llama_config
 
     train = torch.from_numpy(data["train"].astype(np.int64))
     valid = torch.from_numpy(data["validation"].astype(np.int64))
@@ -474,7 +470,7 @@ class LoraData:
     """Token blocks for the LoRA task (fixed selection; the Trainer shuffles them by seed)."""
 
     def __init__(self, cfg: dict[str, Any]):
-        from hf_lrschedule.prepare import prepare_smollm2
+        from recipe_data import prepare_smollm2
 
         self.model_path = str(prepare_smollm2())
         tokens = smollm2_tokens(self.model_path)
@@ -563,7 +559,8 @@ def run_lora(
     class _Progress(TrainerCallback):
         """Progress lines, and the LR multiplier each optimizer update actually used (set before the update)."""
 
-        multipliers: list[float] = []
+        def __init__(self):
+            self.multipliers: list[float] = []
 
         def on_train_begin(self, args, state, control, **kwargs):
             self.multipliers = []
@@ -589,8 +586,9 @@ def run_lora(
         recorder = GradNormRecorderCallback(path=os.path.join(work, "grad_norms.json"))
         watcher = _Progress()
         trainer = Trainer(
-            model=model, args=args, train_dataset=LoraData.dataset(data.train), eval_dataset=LoraData.dataset(data.eval),
-            data_collator=default_data_collator, callbacks=[recorder, watcher],
+            model=model, args=args, train_dataset=LoraData.dataset(data.train),
+            eval_dataset=LoraData.dataset(data.eval), data_collator=default_data_collator,
+            callbacks=[recorder, watcher],
         )
         for callback in (PrinterCallback, ProgressCallback):
             trainer.remove_callback(callback)

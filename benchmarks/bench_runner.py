@@ -1,0 +1,421 @@
+"""Running a task's cells: one training run per (data set, variant, LR, seed), cached as JSON, with progress and ETA.
+
+A cell is written atomically under ``<out>/cells/<task>-<fingerprint>/<data set>/<variant>/lr<LR>_seed<S>.json``
+when it finishes, and loaded instead of rerun when its cache meta matches: an interrupted benchmark resumes there.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import tempfile
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import bench_tasks
+import numpy as np
+from bench_registry import BenchTask
+from bench_variants import (
+    PILOT_FRACTIONS,
+    option_kwargs,
+    option_variants,
+    parse_pilot_variant,
+    refine,
+    refine_options,
+    task_variants,
+)
+
+from hf_lrschedule.sources import atomic_write_text
+
+BENCH_VERSION = 1
+#: Configuration keys that only decide which cells run (not what a cell computes): left out of the cache key.
+SELECTION_KEYS = (
+    "lrs", "seeds", "tune_seeds", "est_step_s", "problems", "option_study", "option_norms", "option_guards",
+)
+
+
+def fingerprint(name: str, cfg: dict[str, Any]) -> str:
+    keep = {k: v for k, v in cfg.items() if k not in SELECTION_KEYS}
+    blob = json.dumps({"task": name, "cfg": keep, "version": BENCH_VERSION}, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:10]
+
+
+def write_json(path: Path, payload: Any) -> None:
+    """Compact JSON in the payload's own key order (`benchmark.json` keeps the schedules in table order)."""
+    atomic_write_text(path, json.dumps(payload, allow_nan=False))
+
+
+def clean_json(value: Any) -> Any:
+    """NaN/inf -> None, numpy -> Python, floats rounded to 7 significant digits (smaller cell files)."""
+    if isinstance(value, dict):
+        return {str(k): clean_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [clean_json(v) for v in value]
+    if isinstance(value, (np.floating, float)):
+        value = float(value)
+        return float(f"{value:.7g}") if math.isfinite(value) else None
+    if isinstance(value, np.integer):
+        return int(value)
+    return value
+
+
+def fmt_time(seconds: float) -> str:
+    seconds = max(0.0, seconds)
+    if seconds < 60:
+        return f"{seconds:.0f}s"
+    if seconds < 3600:
+        return f"{seconds // 60:.0f}m{seconds % 60:02.0f}s"
+    return f"{seconds // 3600:.0f}h{(seconds % 3600) // 60:02.0f}m"
+
+
+# --------------------------------------------------------------------------------------------------------------- #
+# Progress and ETA
+# --------------------------------------------------------------------------------------------------------------- #
+
+
+class Progress:
+    """Prints task, schedule, LR, seed, step, elapsed and ETA (of the cell and of the whole benchmark)."""
+
+    def __init__(self, plan: dict[str, float], estimate: dict[str, float]):
+        self.plan = plan  # task -> cells planned
+        self.estimate = estimate  # task -> prior seconds per cell
+        self.done = {t: 0 for t in plan}
+        self.measured: dict[str, list[float]] = {t: [] for t in plan}
+        self.start = time.perf_counter()
+        self.cell_start = self.start
+        self.cell_label = ""
+        self.last_print = 0.0
+
+    def per_cell(self, task: str) -> float:
+        measured = self.measured[task]
+        return float(np.mean(measured[-20:])) if measured else self.estimate[task]
+
+    def eta(self) -> float:
+        return sum(max(0.0, self.plan[t] - self.done[t]) * self.per_cell(t) for t in self.plan)
+
+    def begin(self, task: str, label: str) -> None:
+        self.cell_label = f"{task} {label}"
+        self.cell_start = time.perf_counter()
+        total_done, total = sum(self.done.values()), sum(self.plan.values())
+        print(
+            f"[bench] {self.cell_label}: run {int(total_done) + 1}/{int(total)} | elapsed "
+            f"{fmt_time(time.perf_counter() - self.start)} | ETA {fmt_time(self.eta())}",
+            flush=True,
+        )
+        self.last_print = time.perf_counter()
+
+    def step(self, step: int, total: int, loss: float) -> None:
+        now = time.perf_counter()
+        halfway = step == total // 2 and now - self.cell_start > 3
+        if now - self.last_print < 15 and step != total and not halfway:
+            return
+        self.last_print = now
+        elapsed = now - self.cell_start
+        cell_eta = elapsed / max(step, 1) * (total - step)
+        loss_text = f" loss {loss:.4f}" if math.isfinite(loss) else ""
+        print(f"[bench]   {self.cell_label}: step {step}/{total}{loss_text} | cell ETA {fmt_time(cell_eta)}",
+              flush=True)
+
+    def end(self, task: str, seconds: float | None, result: dict[str, Any], weight: float = 1.0) -> None:
+        self.done[task] += weight
+        if seconds is not None:
+            self.measured[task].append(seconds / max(weight, 1e-9))
+            loss = result.get("eval_loss")
+            text = f"eval loss {loss:.4f}" if loss is not None else "no eval loss (pilot prefix or diverged)"
+            print(f"[bench]   done in {seconds:.1f}s: {text}", flush=True)
+
+
+# --------------------------------------------------------------------------------------------------------------- #
+# Running the cells of one task
+# --------------------------------------------------------------------------------------------------------------- #
+
+
+class TaskRunner:
+    def __init__(self, task: BenchTask, quick: bool, out: Path, defaults: dict[str, Any]):
+        self.task, self.quick, self.defaults = task, quick, defaults
+        self.name, self.cfg = task.name, task.config(quick)
+        self.progress: Progress | None = None  # set before `run`
+        self.T = self.cfg["steps"]
+        self.cells_dir = out / "cells" / f"{self.name}-{fingerprint(self.name, self.cfg)}"
+        self.best_lr: dict[tuple[str, str], float] = {}
+        self._problem_cache: dict[str, Any] = {}
+        self.options = option_variants(self.cfg)
+
+    def estimate_s(self) -> float:
+        """Seconds per cell before any is measured (the first ETA)."""
+        overhead = 4.0 if self.cfg["kind"] == "lora" else 0.3
+        return self.cfg["est_step_s"] * self.T + overhead
+
+    # ---- data / problems (loaded lazily: a fully cached task never touches the data) ----
+    def problem(self, key: str):
+        if key not in self._problem_cache:
+            self._problem_cache[key] = self.task.problem(self.cfg, key)
+        return self._problem_cache[key]
+
+    # ---- variants ----
+    def variants(self) -> list[str]:
+        return task_variants(self.cfg, self.options, self.defaults)
+
+    def option(self, variant: str) -> dict[str, Any] | None:
+        return next((o for o in self.options if o["name"] == variant), None)
+
+    def grid(self, variant: str) -> list[float]:
+        if self.cfg["share_linear_lr"] and variant != "linear":
+            return [self.best_lr[(self.current_problem, "linear")]]
+        return list(self.cfg["lrs"])
+
+    def weight(self, variant: str) -> float:
+        """A cell's share of the ETA: a LoRA pilot cell also runs its pilot."""
+        if self.cfg["kind"] == "lora" and variant.startswith("linear_refined_pilot_"):
+            return 1.0 + parse_pilot_variant(variant)[0]
+        return 1.0
+
+    def planned_cells(self) -> float:
+        """Cells this task will run (for the ETA): grid x tuning seeds + the other seeds at the best LR."""
+        seeds, tune = self.cfg["seeds"], self.cfg["tune_seeds"]
+        total = 0.0
+        for variant in self.variants():
+            grid = 1 if self.cfg["share_linear_lr"] and variant != "linear" else len(self.cfg["lrs"])
+            count = grid * len(tune) + len(seeds) - len(tune) if grid > 1 else len(seeds)
+            total += count * self.weight(variant)
+        return total * len(self.cfg["problems"])
+
+    # ---- cells ----
+    def cell_path(self, problem: str, variant: str, lr: float, seed: int) -> Path:
+        return self.cells_dir / problem / variant / f"lr{lr:g}_seed{seed}.json"
+
+    def load(self, path: Path, meta: dict[str, Any]) -> dict[str, Any] | None:
+        try:
+            cell = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        return cell if cell.get("meta") == clean_json(meta) else None
+
+    def cell(self, problem: str, variant: str, lr: float, seed: int, count: bool = True) -> dict[str, Any]:
+        path = self.cell_path(problem, variant, lr, seed)
+        spec, meta, extra = self.spec(problem, variant, lr, seed)
+        cached = self.load(path, meta)
+        label = f"{variant} lr={lr:g} seed={seed}"
+        if problem != "main":
+            label = f"[{problem}] {label}"
+        if cached is not None:
+            if count:
+                self.progress.end(self.name, None, cached, self.weight(variant))
+            return cached
+        self.progress.begin(self.name, label)
+        start = time.perf_counter()
+        result = self.execute(problem, spec, lr, seed, extra)
+        seconds = time.perf_counter() - start
+        if result.get("pilot_grad_norms_l2"):  # the real pilot (Trainer) against the linear run's first updates
+            linear_meta = {"variant": "linear", "lr": lr, "seed": seed}
+            linear = self.load(self.cell_path(problem, "linear", lr, seed), linear_meta)
+            if linear is not None:
+                a = np.asarray(result["pilot_grad_norms_l2"], dtype=float)
+                b = np.asarray(linear["grad_norms_l2"][: a.size], dtype=float)
+                result["pilot_vs_linear_prefix_max_rel_diff"] = float(np.max(np.abs(a - b) / b))
+        cell = clean_json({"meta": meta, **extra.get("record", {}), **result, "seconds": seconds})
+        write_json(path, cell)
+        self.progress.end(self.name, seconds, cell, self.weight(variant))
+        return cell
+
+    def prefix_cell(self, problem: str, lr: float, seed: int) -> dict[str, Any]:
+        """The first ceil(max f * T) updates of the linear run (a pilot) when the full linear run is not needed."""
+        n = math.ceil(max(PILOT_FRACTIONS) * self.T)
+        return self.auxiliary_cell(
+            self.cell_path(problem, "_linear_prefix", lr, seed),
+            {"variant": "_linear_prefix", "lr": lr, "seed": seed, "steps": n},
+            f"pilot prefix ({n} steps) lr={lr:g} seed={seed}",
+            lambda: self.execute(problem, {"kind": "hf", "name": "linear"}, lr, seed, {"max_steps": n}),
+        )
+
+    def auxiliary_cell(self, path: Path, meta: dict[str, Any], label: str, run: Callable[[], dict]) -> dict[str, Any]:
+        """A cached run that feeds other cells (a pilot) and is not a table entry itself: loaded, or run and saved."""
+        cached = self.load(path, meta)
+        if cached is not None:
+            return cached
+        self.progress.begin(self.name, label)
+        start = time.perf_counter()
+        result = run()
+        seconds = time.perf_counter() - start
+        cell = clean_json({"meta": meta, **result, "seconds": seconds})
+        write_json(path, cell)
+        print(f"[bench]   done in {seconds:.1f}s", flush=True)
+        return cell
+
+    def compressed_norms(self, problem: str, lr: float, seed: int, steps: int) -> dict[str, list[float]]:
+        """Norms of a `stretch` pilot: a complete linear run of `steps` updates, warmup scaled like the library's."""
+        cell = self.auxiliary_cell(
+            self.cell_path(problem, f"_linear_compressed_{steps}", lr, seed),
+            {"variant": "_linear_compressed", "lr": lr, "seed": seed, "steps": steps},
+            f"stretch pilot ({steps}-step linear run) lr={lr:g} seed={seed}",
+            lambda: bench_tasks.run_loop(
+                self.problem(problem), spec={"kind": "hf", "name": "linear"}, lr=lr, seed=seed,
+                num_training_steps=steps, warmup=min(self.cfg["warmup"] * steps // self.T, steps - 1),
+                wsd_decay=self.cfg["wsd_decay"], num_evals=1,
+            ),
+        )
+        l1 = cell.get("grad_norms_l1")
+        return {"l2": cell["grad_norms_l2"], "l1": l1, "source": "compressed linear run"}
+
+    def linear_norms(self, problem: str, lr: float, seed: int, steps: int) -> dict[str, list[float]]:
+        """Norms of the first `steps` updates of the linear run at (lr, seed): from the full run if it exists."""
+        path = self.cell_path(problem, "linear", lr, seed)
+        full_meta = self.spec(problem, "linear", lr, seed)[1]
+        cell = self.load(path, full_meta) if path.is_file() else None
+        if cell is None:
+            cell = self.prefix_cell(problem, lr, seed)
+        l1 = cell.get("grad_norms_l1")
+        source = "linear run" if cell["meta"]["variant"] == "linear" else "prefix run"
+        return {"l2": cell["grad_norms_l2"][:steps], "l1": l1[:steps] if l1 else None, "source": source}
+
+    def spec(self, problem: str, variant: str, lr: float, seed: int) -> tuple[dict, dict, dict]:
+        """(schedule spec, cache meta, extras) of a cell. Refined cells compute their table here."""
+        from hf_lrschedule.pilot import pilot_profile
+
+        meta: dict[str, Any] = {"variant": variant, "lr": lr, "seed": seed}
+        if variant in ("cosine", "linear", "warmup_stable_decay"):
+            return {"kind": "hf", "name": variant}, meta, {}
+        if variant == "schedule_free":
+            return {"kind": "schedule_free"}, meta, {}
+        lora = self.cfg["kind"] == "lora"
+        if variant.startswith("linear_refined_pilot_"):
+            fraction, mapping = parse_pilot_variant(variant)
+            meta.update(pilot_fraction=fraction, refine=dict(self.defaults), mapping=mapping)
+            if lora:
+                return {"kind": "pilot"}, meta, {"pilot_fraction": fraction}
+            n = math.ceil(fraction * self.T)
+            if mapping == "stretch":  # the naive pilot: its own linear decay over n updates
+                norms = self.compressed_norms(problem, lr, seed, n)
+            else:  # extend: the first n updates of the real run (linear over T)
+                norms = self.linear_norms(problem, lr, seed, n)
+            values = np.asarray(norms[self.defaults["norm"]], dtype=float)
+            profile, positions = pilot_profile(values, np.arange(1, n + 1), self.T, mapping)
+            details = refine(profile, self.T, positions=positions)
+            record = {"peak_fraction": details.peak_fraction, "pilot_steps": n, "pilot_source": norms["source"]}
+            return {"kind": "table", "table": details.multipliers.tolist()}, meta, {"record": record}
+        # refined from the complete linear run at linear's best LR, same seed
+        source_lr = self.best_lr[(problem, "linear")]
+        option = self.option(variant)
+        options = refine_options(option, self.defaults)
+        meta.update(source_lr=source_lr, refine=options)
+        source = self.cell(problem, "linear", source_lr, seed, count=False)
+        if lora:
+            spec = {"kind": "grad_norms", "l2": source["grad_norms_l2"], "l1": source["grad_norms_l1"]}
+            if option is not None:  # through lr_scheduler_kwargs, as a user would set them
+                spec["options"] = option_kwargs(option)
+            return spec, meta, {}
+        values = source["grad_norms_l1"] if options["norm"] == "l1" else source["grad_norms_l2"]
+        details = refine(values, self.T, option)  # no option: the library's defaults, exactly as a user gets them
+        record = {"peak_fraction": details.peak_fraction}
+        return {"kind": "table", "table": details.multipliers.tolist()}, meta, {"record": record}
+
+    def execute(self, problem: str, spec: dict, lr: float, seed: int, extra: dict) -> dict[str, Any]:
+        cfg = self.cfg
+        if cfg["kind"] == "lora":
+            data = self.problem(problem)
+            with tempfile.TemporaryDirectory(prefix="hf_lrschedule_bench_norms_") as folder:
+                if spec["kind"] == "grad_norms":
+                    spec = self.recorder_spec(spec, Path(folder))
+                return bench_tasks.run_lora(
+                    {**cfg["model"], "steps": self.T, "warmup": cfg["warmup"], "wsd_decay": cfg["wsd_decay"]}, data,
+                    spec=spec, lr=lr, seed=seed, pilot_fraction=extra.get("pilot_fraction"),
+                    progress=self.progress.step,
+                )
+        marks = tuple(sorted({math.ceil(f * self.T) for f in PILOT_FRACTIONS}))
+        return bench_tasks.run_loop(
+            self.problem(problem), spec=spec, lr=lr, seed=seed, num_training_steps=self.T, warmup=cfg["warmup"],
+            wsd_decay=cfg["wsd_decay"], num_evals=cfg["num_evals"], max_steps=extra.get("max_steps"), mark_steps=marks,
+            progress=self.progress.step if cfg["est_step_s"] * self.T > 5 else None,
+        )
+
+    def recorder_spec(self, spec: dict, folder: Path) -> dict:
+        """linear_refined on the Trainer: the prior run's norms as a recorder file in lr_scheduler_kwargs."""
+        from hf_lrschedule import GradNormRecorder
+
+        meta = {"num_training_steps": self.T, "optimizer": "AdamW", "optimizer_family": "adam"}
+        recorder = GradNormRecorder(folder / "grad_norms.json", meta=meta)
+        for step, l2 in enumerate(spec["l2"], start=1):
+            l1 = spec["l1"][step - 1] if spec.get("l1") else None
+            recorder.record(step, l2, l1)
+        path = recorder.save()
+        return {"kind": "grad_norms", "grad_norms": str(path), "options": spec.get("options", {})}
+
+    # ---- the task ----
+    def tune(self, problem: str, variant: str) -> None:
+        self.current_problem = problem
+        grid, seeds, tune_seeds = self.grid(variant), self.cfg["seeds"], self.cfg["tune_seeds"]
+        if len(grid) == 1:
+            self.best_lr[(problem, variant)] = grid[0]
+            for seed in seeds:
+                self.cell(problem, variant, grid[0], seed)
+            return
+        scores = {}
+        for lr in grid:
+            losses = [self.cell(problem, variant, lr, s).get("eval_loss") for s in tune_seeds]
+            scores[lr] = float(np.mean(losses)) if all(v is not None for v in losses) else math.inf
+        best = min(grid, key=lambda lr: (scores[lr], lr))
+        self.best_lr[(problem, variant)] = best
+        for seed in seeds:
+            if seed not in tune_seeds:
+                self.cell(problem, variant, best, seed)
+
+    def run(self) -> None:
+        for problem in self.cfg["problems"]:
+            for variant in self.variants():
+                self.tune(problem, variant)
+
+    def prefix_check(self) -> dict[str, Any] | None:
+        """Loop tasks: a separately run pilot (the linear run stopped at ceil(0.2 T)) against the complete linear
+        run's first updates, same LR and seed: the pilot norms taken from linear runs are the pilot's norms."""
+        if self.cfg["kind"] != "loop":
+            return None
+        problem = self.cfg["problems"][0]
+        lr, seed = self.best_lr[(problem, "linear")], self.cfg["seeds"][0]
+        prefix = self.prefix_cell(problem, lr, seed)
+        full = self.cell(problem, "linear", lr, seed, count=False)
+        a = np.asarray(prefix["grad_norms_l2"], dtype=float)
+        b = np.asarray(full["grad_norms_l2"][: a.size], dtype=float)
+        return {"problem": problem, "lr": lr, "seed": seed, "steps": int(a.size),
+                "max_rel_diff": float(np.max(np.abs(a - b) / b)),
+                "prefix_train_s": prefix.get("train_s"), "full_wall_s": full.get("wall_s")}
+
+    def results(self) -> dict[str, Any]:
+        """Per problem and variant: best LR, per-seed eval losses, curves and schedules (for the report)."""
+        out: dict[str, Any] = {}
+        for problem in self.cfg["problems"]:
+            self.current_problem = problem
+            rows = {}
+            for variant in self.variants():
+                lr = self.best_lr[(problem, variant)]
+                cells = [self.cell(problem, variant, lr, s, count=False) for s in self.cfg["seeds"]]
+                grid = self.grid(variant)
+                grid_scores = {}
+                for g in grid:
+                    values = [self.load(self.cell_path(problem, variant, g, s), self.spec(problem, variant, g, s)[1])
+                              for s in self.cfg["tune_seeds"]]
+                    losses = [c.get("eval_loss") if c else None for c in values]
+                    grid_scores[f"{g:g}"] = float(np.mean(losses)) if all(v is not None for v in losses) else None
+                rows[variant] = {
+                    "lr": lr,
+                    "lr_at_grid_edge": len(grid) > 1 and lr in (min(grid), max(grid)),
+                    "grid_scores": grid_scores,
+                    "seeds": [{"seed": s, "eval_loss": c.get("eval_loss")} for s, c in zip(self.cfg["seeds"], cells)],
+                    "cells": cells,
+                }
+            out[problem] = rows
+        return out
+
+
+def compute_seconds(runners: Iterable[TaskRunner]) -> float:
+    """Every cell of the runners' current configuration, pilot prefixes included: the time they took when run."""
+    total = 0.0
+    for runner in runners:
+        for path in runner.cells_dir.rglob("*.json"):
+            try:
+                total += float(json.loads(path.read_text(encoding="utf-8")).get("seconds") or 0.0)
+            except (OSError, ValueError):
+                continue
+    return total

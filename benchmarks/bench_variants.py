@@ -1,0 +1,116 @@
+"""The schedules every task runs ("variants") and the refinement options they use: the one place that knows them.
+
+A variant is a name: a baseline (`linear`, `cosine`, `warmup_stable_decay`, `schedule_free`), `linear_refined`
+(library defaults, refined from the complete `linear` run), a pilot (`linear_refined_pilot_<f>`, with an optional
+`_<mapping>` suffix) or an option-study variant (`refined_<norm>_<guard><R>`). An option is a plain dict
+``{"name", "norm", "guard", "max_norm_ratio"}``; the library's defaults are a dict of the same keys plus
+``smoothing``.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+MAIN_SCHEDULES = [
+    "cosine",
+    "linear",
+    "warmup_stable_decay",
+    "schedule_free",
+    "linear_refined",
+    "linear_refined_pilot_0.05",
+    "linear_refined_pilot_0.1",
+    "linear_refined_pilot_0.2",
+]
+BASELINES = ["linear", "cosine", "warmup_stable_decay", "schedule_free"]
+PILOT_FRACTIONS = (0.05, 0.1, 0.2)
+GUARDS: list[tuple[str, float | None]] = [
+    ("none", None), ("clip", 1.25), ("clip", 1.5), ("clip", 2.0), ("clip", 4.0), ("floor", 1.5), ("floor", 2.0),
+]
+#: The option study runs l1 (Adam form) with these guards only: l2 won clearly under all of them (README).
+L1_GUARDS = ("none", "clip")
+#: Pilot mappings compared side by side at f = 0.1 in the torch-loop tasks (the main rows use the library default).
+PILOT_MAPPINGS = ("stretch",)
+#: The options an option-study variant sets; the others (smoothing) stay at the library's defaults.
+OPTION_KEYS = ("norm", "guard", "max_norm_ratio")
+
+
+def library_defaults() -> dict[str, Any]:
+    """The refinement options `linear_refined` uses when given none (read from the installed library)."""
+    from hf_lrschedule import RefineOptions
+
+    return RefineOptions().to_dict()
+
+
+def option_name(norm: str, guard: str, ratio: float | None) -> str:
+    return f"refined_{norm}_{'none' if guard == 'none' else f'{guard}{ratio:g}'}"
+
+
+def studied(norm: str, guard: str) -> bool:
+    """Whether the option study runs this (norm, guard) pair at all."""
+    return norm == "l2" or guard in L1_GUARDS
+
+
+def pilot_variant(fraction: float) -> str:
+    return f"linear_refined_pilot_{fraction:g}"
+
+
+def mapping_variant(mapping: str, fraction: float = 0.1) -> str:
+    return f"{pilot_variant(fraction)}_{mapping}"
+
+
+def parse_pilot_variant(variant: str) -> tuple[float, str]:
+    """`linear_refined_pilot_0.1` -> (0.1, "extend"); `linear_refined_pilot_0.1_stretch` -> (0.1, "stretch")."""
+    fraction, _, mapping = variant.removeprefix("linear_refined_pilot_").partition("_")
+    return float(fraction), mapping or "extend"
+
+
+def guard_label(guard: str, ratio: float | None) -> str:
+    return "none" if guard == "none" else f"{guard} R={ratio:g}"
+
+
+def option_variants(cfg: dict[str, Any]) -> list[dict[str, Any]]:
+    """The option study's grid for a task: norm (l1 too for Adam-family tasks) x guard."""
+    if not cfg["option_study"]:
+        return []
+    norms = cfg.get("option_norms") or (["l2", "l1"] if cfg["family"] == "adam" else ["l2"])
+    guards = [tuple(g) for g in cfg["option_guards"]] if cfg.get("option_guards") else GUARDS
+    return [
+        {"name": option_name(n, g, r), "norm": n, "guard": g, "max_norm_ratio": r if r is not None else 1.5}
+        for n in norms
+        for g, r in guards
+        if studied(n, g)
+    ]
+
+
+def is_default(option: dict[str, Any], defaults: dict[str, Any]) -> bool:
+    if option["norm"] != defaults["norm"] or option["guard"] != defaults["guard"]:
+        return False
+    return option["guard"] == "none" or float(option["max_norm_ratio"]) == float(defaults["max_norm_ratio"])
+
+
+def task_variants(cfg: dict[str, Any], options: list[dict[str, Any]], defaults: dict[str, Any]) -> list[str]:
+    """Every variant a task runs, in order; the option equal to the library default is `linear_refined` itself."""
+    names = list(BASELINES) + ["linear_refined"] + [pilot_variant(f) for f in PILOT_FRACTIONS]
+    if cfg["kind"] == "loop":
+        names += [mapping_variant(m) for m in PILOT_MAPPINGS]
+    return names + [o["name"] for o in options if not is_default(o, defaults)]
+
+
+def option_kwargs(option: dict[str, Any] | None) -> dict[str, Any]:
+    """The keyword arguments an option passes to the library (none: the library's defaults, as a user gets them)."""
+    return {} if option is None else {key: option[key] for key in OPTION_KEYS}
+
+
+def refine_options(option: dict[str, Any] | None, defaults: dict[str, Any]) -> dict[str, Any]:
+    """All four refinement options a variant runs with (recorded in its cells' cache key)."""
+    return dict(defaults) if option is None else {**option_kwargs(option), "smoothing": defaults["smoothing"]}
+
+
+def refine(values: Any, num_training_steps: int, option: dict[str, Any] | None = None, positions: Any = None):
+    """`refinement_details` with `option`'s settings, its warnings silenced (the benchmark feeds it real runs)."""
+    from hf_lrschedule import refinement_details
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return refinement_details(values, num_training_steps, positions=positions, **option_kwargs(option))

@@ -50,7 +50,7 @@ def _run_hook(module_name: str) -> None:
         import importlib
 
         getattr(importlib.import_module(module), function)()
-    except Exception as error:  # noqa: BLE001 - whatever breaks, the user's `import transformers` must not
+    except Exception as error:  # whatever breaks, the user's `import transformers` must not
         _failed = True
         message = _failure_message(module_name, error)
         if pilot:

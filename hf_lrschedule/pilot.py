@@ -376,8 +376,10 @@ def run_pilot_command(
 def summary_text(result: dict[str, Any]) -> str:
     lines = [
         "[hf-lrschedule] summary",
-        f"  pilot: {result['pilot_steps']} of {result['num_training_steps']} steps "
-        f"({result['fraction']:g} of the run, mapping {result['mapping']}), {result['pilot_seconds']:.1f} s",
+        (
+            f"  pilot: {result['pilot_steps']} of {result['num_training_steps']} steps "
+            f"({result['fraction']:g} of the run, mapping {result['mapping']}), {result['pilot_seconds']:.1f} s"
+        ),
     ]
     if "full_seconds" in result:
         share = result["pilot_seconds"] / result["full_seconds"] if result["full_seconds"] > 0 else float("nan")

@@ -60,7 +60,8 @@ def run(code: str, site: Path, **env: str) -> subprocess.CompletedProcess:
     environ = {k: v for k, v in os.environ.items() if not k.startswith("HF_LRSCHEDULE_")}
     environ.update(PYTHONPATH=str(site), **env)
     return subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=environ, cwd=site.parent
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=environ, cwd=site.parent,
+        check=False,
     )
 
 

@@ -137,7 +137,7 @@ def test_in_process_pilot_restores_model_and_data_order(tmp_path):
     assert all(torch.equal(before[k], after[k]) for k in before)
     assert trainer.args.output_dir == str(tmp_path / "refined")
     trainer.train()
-    first = lambda t: next(e["loss"] for e in t.state.log_history if e.get("step") == 1)  # noqa: E731
+    first = lambda t: next(e["loss"] for e in t.state.log_history if e.get("step") == 1)
     assert first(trainer) == first(plain)  # same weights and same first batch as without the pilot
     multipliers = json.loads(schedule.read_text())["multipliers"]
     lrs = {e["step"]: e["learning_rate"] for e in trainer.state.log_history if "learning_rate" in e}

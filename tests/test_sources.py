@@ -1,6 +1,7 @@
 """Every bad input gets a clear message that says what was expected (no bare traceback from numpy/scipy/torch)."""
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -76,8 +77,8 @@ def test_json_of_unknown_shape(tmp_path):
 
 def test_truncated_json(tmp_path):
     path = recorder_file(tmp_path, [1.0, 2.0, 3.0])
-    text = open(path).read()
-    open(path, "w").write(text[: len(text) // 2])
+    text = Path(path).read_text()
+    Path(path).write_text(text[: len(text) // 2])
     with pytest.raises(GradNormSourceError, match="not valid JSON .* truncated"):
         load_grad_norms(path)
 
@@ -102,9 +103,9 @@ def test_csv_header_only(tmp_path):
 
 def test_recorder_file_with_wrong_version(tmp_path):
     path = recorder_file(tmp_path, [1.0])
-    data = json.loads(open(path).read())
+    data = json.loads(Path(path).read_text())
     data["format_version"] = 99
-    open(path, "w").write(json.dumps(data))
+    Path(path).write_text(json.dumps(data))
     with pytest.raises(GradNormSourceError, match="format_version 99"):
         load_grad_norms(path)
 

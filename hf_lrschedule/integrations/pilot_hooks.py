@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..options import RefineOptions
 from ..pilot import (
     NORMS_FILE,
     RUN_DIR,
@@ -30,7 +31,6 @@ from ..pilot import (
     override_settings,
     report_error,
 )
-from ..options import RefineOptions
 from ..recording import GradNormRecorder
 from ..refine import resolve_options
 from .trainer_callback import GradNormRecorderCallback

@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 from accelerate import Accelerator
+from accelerate.utils import DistributedType
 from torch.optim import Optimizer
 
 from ..recording import GradNormRecorder
@@ -69,15 +70,27 @@ def clip_grad_norm_and_record(
     """
     if not accelerator.sync_gradients:
         return None
-    parameters = [p for p in parameters if p.grad is not None]
+    # all of them, grads or not: accelerate takes its FSDP1 path only for the model's full parameter list, and
+    # FSDP1's `use_orig_params=True` leaves `.grad` None on the ranks that hold none of a parameter
+    parameters = list(parameters)
     limit = max_norm if max_norm and max_norm > 0 else math.inf
     l2 = float(accelerator.clip_grad_norm_(parameters, limit))
+    # under FSDP each process holds a shard of every gradient: the l1 sum is then a collective, on every process
+    sharded = record_l1 and _sharded(accelerator, parameters)
+    l1 = None
+    if record_l1 and (sharded or (recorder is not None and accelerator.is_main_process)):
+        l1 = grad_l1_norm(parameters, sharded=sharded)
     if recorder is not None and accelerator.is_main_process:
-        l1 = None
-        if record_l1 and parameters:
-            l1 = unclip(float(grad_l1_norm(parameters)), l2, limit if math.isfinite(limit) else 0.0)
+        l1 = None if l1 is None else unclip(float(l1), l2, limit if math.isfinite(limit) else 0.0)
         recorder.record(step, l2, l1)
     return l2
+
+
+def _sharded(accelerator: Accelerator, parameters: list[torch.nn.Parameter]) -> bool:
+    # accelerate's FSDP backend (FSDP1 flat shards, FSDP2), or a model sharded with torch's `fully_shard` directly
+    if accelerator.distributed_type == DistributedType.FSDP:
+        return True
+    return any(placement.is_shard() for p in parameters for placement in getattr(p.grad, "placements", ()))
 
 
 def leave_process_group() -> None:

@@ -16,12 +16,12 @@ from .config import RefinedScheduleConfig
 from .options import RefineOptions
 from .recording import GradNormRecorder
 from .refine import RefinementWarning, refine_schedule, refinement_details
-from .schedules import Schedule, cosine_decay, linear_decay, table_schedule
+from .schedules import linear_decay
 from .sources import GradNormSourceError, load_grad_norms, load_schedule
 
 if TYPE_CHECKING:
-    from .integrations.accelerate import clip_grad_norm_and_record, create_accelerate_scheduler
-    from .integrations.pilot_hooks import RefinedRun, run_pilot
+    from .integrations.accelerate import RefinedRun
+    from .integrations.pilot_hooks import run_pilot
     from .integrations.trainer_callback import GradNormRecorderCallback
     from .integrations.transformers import get_linear_refined_schedule, register
 
@@ -32,33 +32,32 @@ _LAZY = {
     "get_linear_refined_schedule": "integrations.transformers",
     "register": "integrations.transformers",
     "GradNormRecorderCallback": "integrations.trainer_callback",
-    "create_accelerate_scheduler": "integrations.accelerate",
-    "clip_grad_norm_and_record": "integrations.accelerate",
-    "RefinedRun": "integrations.pilot_hooks",
+    "RefinedRun": "integrations.accelerate",
     "run_pilot": "integrations.pilot_hooks",
 }
 
+# The README's "API" section, one name per job. Building blocks (the schedule functions, the accelerate helpers
+# `RefinedRun` is made of, the pilot's parent side) stay importable from their modules.
 __all__ = [
+    # the schedule
+    "RefineOptions",
+    "RefinementWarning",
+    "linear_decay",
+    "refine_schedule",
+    "refinement_details",
+    # transformers
+    "RefinedScheduleConfig",
+    "get_linear_refined_schedule",
+    "register",
+    # recording and norm sources
     "GradNormRecorder",
     "GradNormRecorderCallback",
     "GradNormSourceError",
-    "RefineOptions",
-    "RefinedRun",
-    "RefinedScheduleConfig",
-    "RefinementWarning",
-    "Schedule",
-    "clip_grad_norm_and_record",
-    "cosine_decay",
-    "create_accelerate_scheduler",
-    "get_linear_refined_schedule",
-    "linear_decay",
     "load_grad_norms",
     "load_schedule",
-    "refine_schedule",
-    "refinement_details",
-    "register",
+    # accelerate loops and pilots
+    "RefinedRun",
     "run_pilot",
-    "table_schedule",
 ]
 
 # Registration happens even with HF_LRSCHEDULE_AUTOREGISTER=0: that switch only stops the start-up hook.

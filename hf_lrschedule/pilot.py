@@ -2,7 +2,8 @@
 
 The parent side lives here (no torch): it runs the user's own training command twice, in two phases that the
 child processes learn from environment variables (the contract below), computes the schedule in between, and
-caches the result. The child side (the Trainer patch, the accelerate loop API) is `integrations/pilot_hooks.py`.
+caches the result. The child side is `integrations/pilot_hooks.py` (the Trainer patch, `run_pilot`) and `integrations/accelerate.py`
+(`RefinedRun`, for custom loops).
 
 Environment contract (read by `plan_for_phase`, which the `linear_refined` factory calls, and by the pilot hooks in
 every child process):
@@ -272,6 +273,22 @@ def compute_pilot_schedule(directory: Path, options: RefineOptions | None = None
         "settings": settings,
         "seeds": meta.get("seeds"),
     }
+
+
+class Progress:
+    """One line per tenth of the phase: step / total, elapsed, ETA."""
+
+    def __init__(self, label: str, total: int):
+        self.label, self.total = label, max(1, total)
+        self.start = time.perf_counter()
+        self.every = max(1, self.total // 10)
+
+    def update(self, step: int) -> None:
+        if step % self.every and step != self.total:
+            return
+        elapsed = time.perf_counter() - self.start
+        eta = elapsed / max(step, 1) * (self.total - step)
+        print(f"[hf-lrschedule] {self.label}: step {step}/{self.total}, {elapsed:.1f} s elapsed, ETA {eta:.1f} s", flush=True)
 
 
 def default_pilot_dir(key: str) -> Path:

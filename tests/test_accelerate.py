@@ -8,8 +8,8 @@ import torch
 from accelerate import Accelerator
 from conftest import TESTS, subprocess_env
 
-from hf_lrschedule import create_accelerate_scheduler
-from hf_lrschedule._refine_reference import refine_schedule_reference
+from hf_lrschedule.integrations.accelerate import create_accelerate_scheduler
+from refine_reference import refine_schedule_reference
 
 NORMS = [4.0, 2.0, 1.0, 1.0, 1.2, 1.5, 2.0, 2.5]
 SCRIPT = str(TESTS / "scripts" / "accelerate_loop.py")

@@ -1,6 +1,7 @@
-"""`linear_refined` and gradient-norm recording in custom `accelerate` loops.
+"""`linear_refined` in custom `accelerate` loops: `RefinedRun`, and the gradient-norm helpers the Trainer shares.
 
-Caveat handled here, in one place: `accelerator.prepare(scheduler)` steps a scheduler `num_processes` times per
+`RefinedRun` is the one API for a loop (scheduler, clip-and-record, pilot phases); the functions below it are its
+building blocks. Caveat handled here, in one place: `accelerator.prepare(scheduler)` steps a scheduler `num_processes` times per
 optimizer update unless `split_batches=True` (accelerate/scheduler.py). `create_accelerate_scheduler` prepares
 the scheduler itself and tells its multiplier how many scheduler steps make one update, so 1 and N processes see
 the same learning rate at every update.
@@ -9,7 +10,10 @@ the same learning rate at every update.
 from __future__ import annotations
 
 import gc
+import logging
 import math
+import os
+import sys
 from collections.abc import Iterable
 from typing import Any
 
@@ -18,9 +22,35 @@ from accelerate import Accelerator
 from accelerate.utils import DistributedType
 from torch.optim import Optimizer
 
-from ..recording import GradNormRecorder
-from .trainer_callback import grad_l1_norm, unclip
+from ..pilot import NORMS_FILE, PilotError, Progress, active_settings, report_error
+from ..recording import GradNormRecorder, optimizer_family
 from .transformers import get_linear_refined_schedule
+
+
+def grad_l1_norm(parameters, sharded: bool = False) -> torch.Tensor | None:
+    """l1 norm of the gradients of `parameters`, as a tensor; None where they are not held in `.grad` (DeepSpeed).
+
+    `sharded`: each process holds a disjoint shard of every gradient (FSDP), so the local sums are added up.
+    """
+    grads = [p.grad.detach() for p in parameters if p.grad is not None]
+    grads = [g.to_local() if hasattr(g, "to_local") else g for g in grads]  # FSDP2 DTensor shards
+    total = torch.stack(torch._foreach_norm(grads, 1)).double().sum() if grads else None
+    if sharded and torch.distributed.is_available() and torch.distributed.is_initialized():
+        if total is None:
+            total = torch.zeros((), dtype=torch.float64)
+        torch.distributed.all_reduce(total)
+    return total
+
+
+def unclip(clipped_norm: float | None, pre_clip_l2: float, max_grad_norm: float) -> float | None:
+    """Undo torch's `clip_grad_norm_` scaling (one factor for all gradients) on a norm of the clipped gradients."""
+    if clipped_norm is None or not math.isfinite(pre_clip_l2):
+        return clipped_norm
+    if max_grad_norm and max_grad_norm > 0:
+        coefficient = min(1.0, max_grad_norm / (pre_clip_l2 + 1e-6))
+        if coefficient > 0:
+            return clipped_norm / coefficient
+    return clipped_norm
 
 
 def scheduler_steps_per_update(accelerator: Accelerator) -> int:
@@ -104,3 +134,101 @@ def leave_process_group() -> None:
     gc.collect()
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         torch.distributed.destroy_process_group()
+
+
+def end_pilot_process() -> None:
+    """End a pilot process once its norms are saved: the full phase runs in a new process.
+
+    Under a launcher, the user's DDP model still holds the process group and would reach interpreter shutdown, where
+    gloo can abort a rank (see `leave_process_group`) and fail the launch; we cannot drop the user's objects, so the
+    ranks meet, leave the group and end without interpreter shutdown.
+    """
+    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+        sys.exit(0)
+    torch.distributed.barrier()
+    leave_process_group()
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
+
+
+class RefinedRun:
+    """The pilot's two phases for a custom accelerate loop: total steps, a step hook, a "should stop" check.
+
+    Outside `hf-lrschedule pilot` it is a plain run: `create_scheduler` builds `linear_refined` from the kwargs
+    given, `clip_grad_norm_` clips (and records if `record_to` is given), `step_end` prints progress.
+
+    Example::
+
+        run = RefinedRun(accelerator, num_training_steps=T)
+        scheduler = run.create_scheduler(optimizer)
+        for batch in loader:
+            with accelerator.accumulate(model):
+                accelerator.backward(model(**batch).loss)
+                run.clip_grad_norm_(model.parameters(), max_norm=1.0)
+                optimizer.step(); scheduler.step(); optimizer.zero_grad()
+            if accelerator.sync_gradients and run.step_end():
+                break
+        run.finish()
+    """
+
+    def __init__(self, accelerator, *, num_training_steps: int, record_to: str | None = None, record_l1: bool | None = None):
+        self.accelerator = accelerator
+        self.num_training_steps = int(num_training_steps)
+        self.settings = active_settings()
+        self.update = 0
+        self.recorder: GradNormRecorder | None = None
+        self.record_l1 = record_l1
+        self.stop_at = self.num_training_steps
+        if self.settings.phase == "pilot":
+            try:
+                self.stop_at = self.settings.pilot_steps(self.num_training_steps)
+            except PilotError as error:
+                if accelerator.is_main_process:
+                    report_error(self.settings, str(error))
+                raise
+            record_to = str(self.settings.directory / NORMS_FILE)
+        if record_to is not None:
+            meta = {"num_training_steps": self.num_training_steps, "world_size": accelerator.num_processes}
+            if self.settings.phase == "pilot":
+                meta.update(pilot=True, pilot_mapping=self.settings.mapping, pilot_steps=self.stop_at)
+            self.recorder = GradNormRecorder(record_to, meta=meta)
+        label = {"pilot": "pilot", "full": "full run"}.get(self.settings.phase or "", "training")
+        self.progress = Progress(label, self.stop_at) if accelerator.is_main_process else None
+
+    @property
+    def is_pilot(self) -> bool:
+        return self.settings.phase == "pilot"
+
+    def create_scheduler(self, optimizer, *, num_warmup_steps: int = 0, **lr_scheduler_kwargs):
+        """The prepared `linear_refined` scheduler for this phase (see `create_accelerate_scheduler`)."""
+        name = type(getattr(optimizer, "optimizer", optimizer)).__name__
+        if self.recorder is not None:
+            self.recorder.meta.update(optimizer=name, optimizer_family=optimizer_family(name))
+            if self.record_l1 is None:
+                self.record_l1 = optimizer_family(name) == "adam"
+        return create_accelerate_scheduler(
+            self.accelerator, optimizer, num_training_steps=self.num_training_steps,
+            num_warmup_steps=num_warmup_steps, **lr_scheduler_kwargs,
+        )
+
+    def clip_grad_norm_(self, parameters, max_norm: float | None) -> float | None:
+        """Clip like `accelerator.clip_grad_norm_` and record the pre-clip norm of this update."""
+        return clip_grad_norm_and_record(
+            self.accelerator, parameters, max_norm, self.recorder, self.update + 1, record_l1=bool(self.record_l1)
+        )
+
+    def step_end(self) -> bool:
+        """Call once per optimizer update (when `accelerator.sync_gradients`); True when the loop should stop."""
+        self.update += 1
+        if self.progress is not None:
+            self.progress.update(self.update)
+        return self.update >= self.stop_at
+
+    def finish(self) -> None:
+        """Save the norms (main process). In the pilot phase, also end the process: the full phase follows."""
+        if self.recorder is not None and self.accelerator.is_main_process and len(self.recorder):
+            self.recorder.save()
+        if self.is_pilot:
+            end_pilot_process()

@@ -1,4 +1,4 @@
-"""The child side of the pilot: the Trainer patch, the accelerate loop API (`RefinedRun`) and `run_pilot`.
+"""The child side of the pilot for the Trainer: the Trainer patch and `run_pilot` (accelerate loops: `RefinedRun`).
 
 In the pilot phase (see `hf_lrschedule.pilot` for the environment contract) every `Trainer` built by the user's
 script gets a `PilotCallback`: it records the gradient norms, stops after the pilot's steps, sends checkpoints and
@@ -9,10 +9,7 @@ from __future__ import annotations
 
 import copy
 import logging
-import os
 import random
-import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -26,51 +23,17 @@ from ..pilot import (
     SCHEDULE_FILE,
     PilotError,
     PilotSettings,
+    Progress,
     active_settings,
     compute_pilot_schedule,
     override_settings,
     report_error,
 )
-from ..recording import GradNormRecorder
 from ..refine import resolve_options
+from .accelerate import end_pilot_process
 from .trainer_callback import GradNormRecorderCallback
 
 logger = logging.getLogger("hf_lrschedule")
-
-
-class _Progress:
-    """One line per tenth of the phase: step / total, elapsed, ETA."""
-
-    def __init__(self, label: str, total: int):
-        self.label, self.total = label, max(1, total)
-        self.start = time.perf_counter()
-        self.every = max(1, self.total // 10)
-
-    def update(self, step: int) -> None:
-        if step % self.every and step != self.total:
-            return
-        elapsed = time.perf_counter() - self.start
-        eta = elapsed / max(step, 1) * (self.total - step)
-        print(f"[hf-lrschedule] {self.label}: step {step}/{self.total}, {elapsed:.1f} s elapsed, ETA {eta:.1f} s", flush=True)
-
-
-def _end_pilot_process() -> None:
-    """End a pilot process once its norms are saved: the full phase runs in a new process.
-
-    Under a launcher, the user's DDP model still holds the process group and would reach interpreter shutdown, where
-    gloo can abort a rank (see `leave_process_group`) and fail the launch; we cannot drop the user's objects, so the
-    ranks meet, leave the group and end without interpreter shutdown.
-    """
-    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
-        sys.exit(0)
-    from .accelerate import leave_process_group
-
-    torch.distributed.barrier()
-    leave_process_group()
-    logging.shutdown()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(0)
 
 
 class PilotCallback(GradNormRecorderCallback):
@@ -81,7 +44,7 @@ class PilotCallback(GradNormRecorderCallback):
         self.settings = settings
         self.exit_when_done = exit_when_done
         self.stop_at = 0
-        self.progress: _Progress | None = None
+        self.progress: Progress | None = None
 
     def on_train_begin(self, args, state, control, **kwargs):
         try:
@@ -94,7 +57,7 @@ class PilotCallback(GradNormRecorderCallback):
         )
         super().on_train_begin(args, state, control, **kwargs)
         if state.is_world_process_zero:
-            self.progress = _Progress("pilot", self.stop_at)
+            self.progress = Progress("pilot", self.stop_at)
 
     def on_step_end(self, args, state, control, **kwargs):
         super().on_step_end(args, state, control, **kwargs)
@@ -108,7 +71,7 @@ class PilotCallback(GradNormRecorderCallback):
         if self.exit_when_done:
             # The user's script would go on to evaluate, save or push the pilot's model: skip all that.
             print(f"[hf-lrschedule] pilot done after {state.global_step} steps; norms in {self.path}", flush=True)
-            _end_pilot_process()
+            end_pilot_process()
 
 
 def redirect_outputs(args, settings: PilotSettings) -> None:
@@ -152,92 +115,6 @@ def patch_trainer() -> None:
 
     __init__._hf_lrschedule_pilot = True  # type: ignore[attr-defined]
     trainer_module.Trainer.__init__ = __init__
-
-
-class RefinedRun:
-    """The pilot's two phases for a custom accelerate loop: total steps, a step hook, a "should stop" check.
-
-    Outside `hf-lrschedule pilot` it is a plain run: `create_scheduler` builds `linear_refined` from the kwargs
-    given, `clip_grad_norm_` clips (and records if `record_to` is given), `step_end` prints progress.
-
-    Example::
-
-        run = RefinedRun(accelerator, num_training_steps=T)
-        scheduler = run.create_scheduler(optimizer)
-        for batch in loader:
-            with accelerator.accumulate(model):
-                accelerator.backward(model(**batch).loss)
-                run.clip_grad_norm_(model.parameters(), max_norm=1.0)
-                optimizer.step(); scheduler.step(); optimizer.zero_grad()
-            if accelerator.sync_gradients and run.step_end():
-                break
-        run.finish()
-    """
-
-    def __init__(self, accelerator, *, num_training_steps: int, record_to: str | None = None, record_l1: bool | None = None):
-        self.accelerator = accelerator
-        self.num_training_steps = int(num_training_steps)
-        self.settings = active_settings()
-        self.update = 0
-        self.recorder: GradNormRecorder | None = None
-        self.record_l1 = record_l1
-        self.stop_at = self.num_training_steps
-        if self.settings.phase == "pilot":
-            try:
-                self.stop_at = self.settings.pilot_steps(self.num_training_steps)
-            except PilotError as error:
-                if accelerator.is_main_process:
-                    report_error(self.settings, str(error))
-                raise
-            record_to = str(self.settings.directory / NORMS_FILE)
-        if record_to is not None:
-            meta = {"num_training_steps": self.num_training_steps, "world_size": accelerator.num_processes}
-            if self.settings.phase == "pilot":
-                meta.update(pilot=True, pilot_mapping=self.settings.mapping, pilot_steps=self.stop_at)
-            self.recorder = GradNormRecorder(record_to, meta=meta)
-        label = {"pilot": "pilot", "full": "full run"}.get(self.settings.phase or "", "training")
-        self.progress = _Progress(label, self.stop_at) if accelerator.is_main_process else None
-
-    @property
-    def is_pilot(self) -> bool:
-        return self.settings.phase == "pilot"
-
-    def create_scheduler(self, optimizer, *, num_warmup_steps: int = 0, **lr_scheduler_kwargs):
-        """The prepared `linear_refined` scheduler for this phase (see `create_accelerate_scheduler`)."""
-        from ..recording import optimizer_family
-        from .accelerate import create_accelerate_scheduler
-
-        name = type(getattr(optimizer, "optimizer", optimizer)).__name__
-        if self.recorder is not None:
-            self.recorder.meta.update(optimizer=name, optimizer_family=optimizer_family(name))
-            if self.record_l1 is None:
-                self.record_l1 = optimizer_family(name) == "adam"
-        return create_accelerate_scheduler(
-            self.accelerator, optimizer, num_training_steps=self.num_training_steps,
-            num_warmup_steps=num_warmup_steps, **lr_scheduler_kwargs,
-        )
-
-    def clip_grad_norm_(self, parameters, max_norm: float | None) -> float | None:
-        """Clip like `accelerator.clip_grad_norm_` and record the pre-clip norm of this update."""
-        from .accelerate import clip_grad_norm_and_record
-
-        return clip_grad_norm_and_record(
-            self.accelerator, parameters, max_norm, self.recorder, self.update + 1, record_l1=bool(self.record_l1)
-        )
-
-    def step_end(self) -> bool:
-        """Call once per optimizer update (when `accelerator.sync_gradients`); True when the loop should stop."""
-        self.update += 1
-        if self.progress is not None:
-            self.progress.update(self.update)
-        return self.update >= self.stop_at
-
-    def finish(self) -> None:
-        """Save the norms (main process). In the pilot phase, also end the process: the full phase follows."""
-        if self.recorder is not None and self.accelerator.is_main_process and len(self.recorder):
-            self.recorder.save()
-        if self.is_pilot:
-            _end_pilot_process()
 
 
 def run_pilot(

@@ -13,7 +13,8 @@ from accelerate import Accelerator
 from accelerate.utils import DataLoaderConfiguration
 from tiny import prepared_tiny_lm
 
-from hf_lrschedule import GradNormRecorder, clip_grad_norm_and_record, create_accelerate_scheduler
+from hf_lrschedule import GradNormRecorder
+from hf_lrschedule.integrations.accelerate import clip_grad_norm_and_record, create_accelerate_scheduler
 from hf_lrschedule.integrations.accelerate import leave_process_group
 
 parser = argparse.ArgumentParser()

@@ -10,7 +10,7 @@ import os
 from accelerate import Accelerator
 from tiny import prepared_tiny_lm
 
-from hf_lrschedule import create_accelerate_scheduler
+from hf_lrschedule.integrations.accelerate import create_accelerate_scheduler
 
 parser = argparse.ArgumentParser()
 parser.add_argument("result")

@@ -23,7 +23,8 @@ from accelerate.utils import DeepSpeedPlugin
 from fsdp_norms import MAX_NORM, PER_RANK, batches, max_rel_diff, mean_loss, run_unsharded
 from tiny import tiny_llama
 
-from hf_lrschedule import GradNormRecorder, clip_grad_norm_and_record
+from hf_lrschedule import GradNormRecorder
+from hf_lrschedule.integrations.accelerate import clip_grad_norm_and_record
 from hf_lrschedule.integrations.accelerate import leave_process_group
 
 

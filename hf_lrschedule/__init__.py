@@ -39,24 +39,24 @@ _LAZY = {
 # The README's "API" section, one name per job. Building blocks (the schedule functions, the accelerate helpers
 # `RefinedRun` is made of, the pilot's parent side) stay importable from their modules.
 __all__ = [
-    # the schedule
-    "RefineOptions",
-    "RefinementWarning",
-    "linear_decay",
-    "refine_schedule",
-    "refinement_details",
-    # transformers
-    "RefinedScheduleConfig",
-    "get_linear_refined_schedule",
-    "register",
     # recording and norm sources
     "GradNormRecorder",
     "GradNormRecorderCallback",
     "GradNormSourceError",
-    "load_grad_norms",
-    "load_schedule",
+    # the schedule
+    "RefineOptions",
     # accelerate loops and pilots
     "RefinedRun",
+    # transformers
+    "RefinedScheduleConfig",
+    "RefinementWarning",
+    "get_linear_refined_schedule",
+    "linear_decay",
+    "load_grad_norms",
+    "load_schedule",
+    "refine_schedule",
+    "refinement_details",
+    "register",
     "run_pilot",
 ]
 

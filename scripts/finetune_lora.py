@@ -16,11 +16,11 @@ import math
 import os
 from dataclasses import dataclass, field
 
+from recipe_data import load_text_dataset, prepare_smollm2, prepare_text_corpus
 from transformers import AutoModelForCausalLM, AutoTokenizer, Trainer, TrainingArguments, default_data_collator
 from trl import TrlParser
 
 from hf_lrschedule.integrations.accelerate import leave_process_group
-from hf_lrschedule.prepare import load_text_dataset, prepare_smollm2, prepare_text_corpus
 
 
 @dataclass

@@ -37,7 +37,7 @@ def main() -> int:
     out = ROOT / args.out
     recipe = [sys.executable, "scripts/finetune_lora.py", "--config", args.config, "--max_steps", str(args.max_steps)]
     start = time.perf_counter()
-    from hf_lrschedule.prepare import prepare_smollm2, prepare_text_corpus
+    from recipe_data import prepare_smollm2, prepare_text_corpus
 
     print("[main job] preparing the corpus and the model (cached after the first run)", flush=True)
     prepare_text_corpus("shakespeare")

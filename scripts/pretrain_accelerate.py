@@ -23,10 +23,10 @@ from transformers import LlamaForCausalLM, get_scheduler
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from pretrain_data import byte_blocks  # noqa: E402
+from recipe_data import tiny_llama_config  # noqa: E402
 
 from hf_lrschedule import RefinedRun  # noqa: E402
 from hf_lrschedule.integrations.accelerate import leave_process_group  # noqa: E402
-from hf_lrschedule.prepare import tiny_llama_config  # noqa: E402
 
 
 def parse_args(argv=None):

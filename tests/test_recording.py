@@ -1,33 +1,17 @@
 import json
 
 import pytest
-from tiny import ByteLMDataset, tiny_llama
-from transformers import Trainer, TrainingArguments
+from tiny import tiny_llama, tiny_trainer
 
 from hf_lrschedule import GradNormRecorder, GradNormRecorderCallback, load_grad_norms
 
 
 def make_trainer(tmp_path, model=None, callbacks=(), **overrides):
-    kwargs = dict(
-        output_dir=str(tmp_path / "out"),
-        max_steps=6,
-        per_device_train_batch_size=2,
-        gradient_accumulation_steps=2,
-        max_grad_norm=0.5,
-        learning_rate=5e-3,
-        logging_steps=3,
-        report_to="none",
-        save_strategy="no",
-        disable_tqdm=True,
-        seed=0,
+    settings = dict(
+        max_steps=6, per_device_train_batch_size=2, gradient_accumulation_steps=2, max_grad_norm=0.5,
+        learning_rate=5e-3, logging_steps=3,
     )
-    kwargs.update(overrides)
-    return Trainer(
-        model=model or tiny_llama(),
-        args=TrainingArguments(**kwargs),
-        train_dataset=ByteLMDataset(),
-        callbacks=list(callbacks),
-    )
+    return tiny_trainer(tmp_path / "out", model=model, callbacks=callbacks, **{**settings, **overrides})
 
 
 def spy_on_clipping(trainer):

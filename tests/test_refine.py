@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
+from refine_reference import refine_schedule_reference
 
 from hf_lrschedule import RefinementWarning, load_grad_norms, refine_schedule, refinement_details
-from refine_reference import refine_schedule_reference
 from hf_lrschedule.refine import filter_width, median_smooth
 
 

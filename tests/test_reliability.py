@@ -11,10 +11,10 @@ import time
 import pytest
 import torch
 from conftest import TESTS, subprocess_env
-from tiny import ByteLMDataset, tiny_llama
-from transformers import Trainer, TrainerCallback, TrainingArguments
+from refine_reference import refine_schedule_reference
+from tiny import tiny_trainer
+from transformers import TrainerCallback
 
-from hf_lrschedule._refine_reference import refine_schedule_reference
 from hf_lrschedule.integrations.trainer_callback import GradNormRecorderCallback
 
 NORMS = [3.0, 2.5, 1.0, 0.9, 1.1, 1.0, 1.2, 1.4, 1.3, 1.5, 1.6, 1.8]
@@ -32,14 +32,12 @@ class StopInsideWindow(TrainerCallback):
 
 
 def make(tmp_path, callbacks=(), **overrides):
-    kwargs = dict(
-        output_dir=str(tmp_path / "out"), max_steps=12, per_device_train_batch_size=2, gradient_accumulation_steps=2,
-        learning_rate=1e-2, logging_steps=1, report_to="none", save_strategy="steps", save_steps=1, disable_tqdm=True,
-        seed=0, lr_scheduler_type="linear_refined", lr_scheduler_kwargs={"grad_norms": NORMS},
+    settings = dict(
+        max_steps=12, per_device_train_batch_size=2, gradient_accumulation_steps=2, learning_rate=1e-2,
+        logging_steps=1, save_strategy="steps", save_steps=1, lr_scheduler_type="linear_refined",
+        lr_scheduler_kwargs={"grad_norms": NORMS},
     )
-    kwargs.update(overrides)
-    return Trainer(model=tiny_llama(), args=TrainingArguments(**kwargs), train_dataset=ByteLMDataset(),
-                   callbacks=list(callbacks))
+    return tiny_trainer(tmp_path / "out", callbacks=callbacks, **{**settings, **overrides})
 
 
 def lrs(trainer):
@@ -65,7 +63,7 @@ def test_resume_from_checkpoints_is_bit_identical(tmp_path, straight, checkpoint
 def test_resume_after_a_stop_inside_an_accumulation_window(tmp_path, straight):
     with pytest.raises(KeyboardInterrupt):
         make(tmp_path, [StopInsideWindow(7)]).train()
-    assert sorted(os.listdir(tmp_path / "out"))[-1] == "checkpoint-6"
+    assert max(os.listdir(tmp_path / "out")) == "checkpoint-6"
     resumed = make(tmp_path)
     resumed.train(resume_from_checkpoint=True)  # the latest checkpoint: 6
     got = lrs(resumed)
@@ -101,7 +99,7 @@ def test_trainer_two_processes_same_lrs_as_one(tmp_path):
                          "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"])):
         proc = subprocess.run([*prefix, *script, "--output_dir", str(tmp_path / name),
                                "--result_file", str(tmp_path / f"{name}.{{rank}}.json")],
-                              env=env, capture_output=True, text=True, timeout=600)
+                              env=env, capture_output=True, text=True, timeout=600, check=False)
         assert proc.returncode == 0, proc.stderr[-3000:]
     one = json.loads((tmp_path / "one.0.json").read_text())
     ranks = [json.loads((tmp_path / f"two.{r}.json").read_text()) for r in (0, 1)]
@@ -132,7 +130,7 @@ def test_sigkill_of_the_pilot_leaves_nothing_a_rerun_trusts(tmp_path):
     leftovers = [p.name for p in pilot.iterdir() if p.name.startswith(".")]
     assert all(name.endswith(".tmp") for name in leftovers)  # at most an unfinished temporary file
     rerun = subprocess.run([*command[:command.index("--")], "--pilot-only", *command[command.index("--"):]],
-                           env=subprocess_env(), capture_output=True, text=True, timeout=600)
+                           env=subprocess_env(), capture_output=True, text=True, timeout=600, check=False)
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     assert "reusing" not in rerun.stdout and json.loads((pilot / "manifest.json").read_text())["status"] == "complete"
 

@@ -7,14 +7,14 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import TESTS, subprocess_env
-from tiny import ByteLMDataset, tiny_llama
-from transformers import HfArgumentParser, Trainer, TrainingArguments, get_scheduler
+from refine_reference import refine_schedule_reference
+from tiny import tiny_trainer
+from transformers import HfArgumentParser, TrainingArguments, get_scheduler
 from transformers.optimization import TYPE_TO_SCHEDULER_FUNCTION
 from transformers.trainer_utils import SchedulerType
 
 import hf_lrschedule
 from hf_lrschedule import GradNormRecorder, get_linear_refined_schedule
-from hf_lrschedule._refine_reference import refine_schedule_reference
 
 NORMS = [3.0, 2.5, 1.0, 0.9, 1.1, 1.0, 1.2, 1.4, 1.3, 1.5, 1.6, 1.8]  # an early spike, then rising norms
 
@@ -32,22 +32,14 @@ def write_norms(path, norms):
     return str(path)
 
 
-def training_args(tmp_path, **overrides):
-    kwargs = dict(
-        output_dir=str(tmp_path / "out"),
-        max_steps=12,
-        per_device_train_batch_size=4,
-        learning_rate=1e-2,
-        logging_steps=1,
-        report_to="none",
-        save_strategy="no",
-        disable_tqdm=True,
-        lr_scheduler_type="linear_refined",
-        seed=0,
-        data_seed=0,
-    )
-    kwargs.update(overrides)
-    return TrainingArguments(**kwargs)
+TRAINER_SETTINGS = dict(
+    max_steps=12, per_device_train_batch_size=4, learning_rate=1e-2, logging_steps=1,
+    lr_scheduler_type="linear_refined", data_seed=0,
+)
+
+
+def make_trainer(tmp_path, **overrides):
+    return tiny_trainer(tmp_path / "out", **{**TRAINER_SETTINGS, **overrides})
 
 
 def logged_lrs(trainer):
@@ -152,8 +144,7 @@ def test_lambda_pickles():
 
 def test_trainer_lr_at_every_step_equals_schedule_times_base_lr(tmp_path):
     norms_file = write_norms(tmp_path / "norms.json", NORMS)
-    args = training_args(tmp_path, lr_scheduler_kwargs={"grad_norms": norms_file, "smoothing": 0.0, "guard": "none"})
-    trainer = Trainer(model=tiny_llama(), args=args, train_dataset=ByteLMDataset())
+    trainer = make_trainer(tmp_path, lr_scheduler_kwargs={"grad_norms": norms_file, "smoothing": 0.0, "guard": "none"})
     trainer.train()
     expected = expected_multipliers(NORMS, 12, smoothing=0.0, guard="none")
     lrs = logged_lrs(trainer)
@@ -164,13 +155,13 @@ def test_trainer_lr_at_every_step_equals_schedule_times_base_lr(tmp_path):
 def test_trainer_resume_gives_the_same_lr_sequence(tmp_path):
     norms_file = write_norms(tmp_path / "norms.json", NORMS)
     kwargs = {"grad_norms": norms_file, "smoothing": 0.2}
-    straight = Trainer(model=tiny_llama(), args=training_args(tmp_path / "a", lr_scheduler_kwargs=kwargs), train_dataset=ByteLMDataset())
+    straight = make_trainer(tmp_path / "a", lr_scheduler_kwargs=kwargs)
     straight.train()
 
-    args = training_args(tmp_path / "b", lr_scheduler_kwargs=kwargs, save_strategy="steps", save_steps=5)
-    Trainer(model=tiny_llama(), args=args, train_dataset=ByteLMDataset()).train()
+    checkpointed = dict(lr_scheduler_kwargs=kwargs, save_strategy="steps", save_steps=5)
+    make_trainer(tmp_path / "b", **checkpointed).train()
     Path(norms_file).unlink()  # a resume must not need the source any more
-    resumed = Trainer(model=tiny_llama(), args=args, train_dataset=ByteLMDataset())
+    resumed = make_trainer(tmp_path / "b", **checkpointed)
     resumed.train(resume_from_checkpoint=str(tmp_path / "b" / "out" / "checkpoint-5"))
     a, b = logged_lrs(straight), logged_lrs(resumed)
     assert [b[s] for s in range(6, 13)] == [a[s] for s in range(6, 13)]  # bit-identical
@@ -184,7 +175,7 @@ def _run_stock_script(tmp_path, *extra, env=None, resume=""):
         "--learning_rate", "0.01", "--logging_steps", "1", "--report_to", "none", "--disable_tqdm", "true",
         "--lr_scheduler_type", "linear_refined", "--result_file", str(result), "--resume", resume, *extra,
     ]
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=subprocess_env(**(env or {})), timeout=300)
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=subprocess_env(**(env or {})), timeout=300, check=False)
     return proc, (json.loads(result.read_text()) if result.exists() else None)
 
 
@@ -201,7 +192,7 @@ def test_stock_script_accepts_the_flag_without_importing_the_package(tmp_path):
     check = subprocess.run(
         [sys.executable, "-c", "import sys, torch; a = torch.load(sys.argv[1], weights_only=False); print(a.lr_scheduler_type.value)",
          str(tmp_path / "out" / "checkpoint-4" / "training_args.bin")],
-        capture_output=True, text=True, env=subprocess_env(), timeout=120,
+        capture_output=True, text=True, env=subprocess_env(), timeout=120, check=False,
     )
     assert check.returncode == 0, check.stderr[-2000:]
     assert check.stdout.strip() == "linear_refined"

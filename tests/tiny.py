@@ -10,9 +10,8 @@ SAMPLE_TEXT = Path(__file__).parent / "data" / "sonnets.txt"
 
 
 def tiny_llama(seed: int = 0, vocab_size: int = 128):
+    from recipe_data import tiny_llama_config
     from transformers import LlamaForCausalLM
-
-    from hf_lrschedule.prepare import tiny_llama_config
 
     torch.manual_seed(seed)
     config = tiny_llama_config(
@@ -26,6 +25,20 @@ def tiny_llama(seed: int = 0, vocab_size: int = 128):
         tie_word_embeddings=False,  # transformers' LlamaConfig default, which these tests were written against
     )
     return LlamaForCausalLM(config)
+
+
+def tiny_trainer(output_dir, *, model=None, callbacks=(), train_dataset=None, **overrides):
+    """The tests' Trainer: a tiny Llama on sonnet windows, no reporting or progress bars, seed 0; overrides win."""
+    from transformers import Trainer, TrainingArguments
+
+    kwargs = dict(output_dir=str(output_dir), report_to="none", save_strategy="no", disable_tqdm=True, seed=0)
+    kwargs.update(overrides)
+    return Trainer(
+        model=model if model is not None else tiny_llama(),
+        args=TrainingArguments(**kwargs),
+        train_dataset=train_dataset if train_dataset is not None else ByteLMDataset(),
+        callbacks=list(callbacks),
+    )
 
 
 def prepared_tiny_lm(accelerator, num_windows: int = 256, shuffle: bool = False):

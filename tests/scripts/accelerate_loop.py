@@ -14,8 +14,11 @@ from accelerate.utils import DataLoaderConfiguration
 from tiny import prepared_tiny_lm
 
 from hf_lrschedule import GradNormRecorder
-from hf_lrschedule.integrations.accelerate import clip_grad_norm_and_record, create_accelerate_scheduler
-from hf_lrschedule.integrations.accelerate import leave_process_group
+from hf_lrschedule.integrations.accelerate import (
+    clip_grad_norm_and_record,
+    create_accelerate_scheduler,
+    leave_process_group,
+)
 
 parser = argparse.ArgumentParser()
 parser.add_argument("result_prefix")

@@ -5,7 +5,7 @@ Usage: python accelerate_resume.py RESULT_JSON [--stop_after K --state DIR] [--r
 
 import argparse
 import json
-import os
+from pathlib import Path
 
 from accelerate import Accelerator
 from tiny import prepared_tiny_lm
@@ -28,7 +28,7 @@ scheduler = create_accelerate_scheduler(
 update = 0
 if args.resume:
     accelerator.load_state(args.resume)
-    update = json.load(open(os.path.join(args.resume, "update.json")))["update"]
+    update = json.loads(Path(args.resume, "update.json").read_text())["update"]
     loader = accelerator.skip_first_batches(loader, update * 2)
 
 lrs = {}
@@ -45,9 +45,9 @@ while update < args.steps:
             update += 1
             if update == args.stop_after:
                 accelerator.save_state(args.state)
-                json.dump({"update": update}, open(os.path.join(args.state, "update.json"), "w"))
-                json.dump({"lrs": lrs}, open(args.result, "w"))
+                Path(args.state, "update.json").write_text(json.dumps({"update": update}))
+                Path(args.result).write_text(json.dumps({"lrs": lrs}))
                 raise SystemExit(0)
             if update == args.steps:
                 break
-json.dump({"lrs": lrs}, open(args.result, "w"))
+Path(args.result).write_text(json.dumps({"lrs": lrs}))

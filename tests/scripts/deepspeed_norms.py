@@ -24,8 +24,7 @@ from fsdp_norms import MAX_NORM, PER_RANK, batches, max_rel_diff, mean_loss, run
 from tiny import tiny_llama
 
 from hf_lrschedule import GradNormRecorder
-from hf_lrschedule.integrations.accelerate import clip_grad_norm_and_record
-from hf_lrschedule.integrations.accelerate import leave_process_group
+from hf_lrschedule.integrations.accelerate import clip_grad_norm_and_record, leave_process_group
 
 
 def main() -> None:

@@ -24,9 +24,7 @@ from tiny import ByteLMDataset, tiny_llama
 from torch.distributed.device_mesh import init_device_mesh
 
 from hf_lrschedule import GradNormRecorder
-from hf_lrschedule.integrations.accelerate import clip_grad_norm_and_record
-from hf_lrschedule.integrations.accelerate import leave_process_group
-from hf_lrschedule.integrations.accelerate import grad_l1_norm
+from hf_lrschedule.integrations.accelerate import clip_grad_norm_and_record, grad_l1_norm, leave_process_group
 
 MAX_NORM = 1.0
 PER_RANK = 2

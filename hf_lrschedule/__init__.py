@@ -36,18 +36,14 @@ _LAZY = {
     "run_pilot": "integrations.pilot_hooks",
 }
 
-# The README's "API" section, one name per job. Building blocks (the schedule functions, the accelerate helpers
+# The README's "API" section, one name per job (sorted). Building blocks (the schedule functions, the accelerate helpers
 # `RefinedRun` is made of, the pilot's parent side) stay importable from their modules.
-__all__ = [
-    # recording and norm sources
+__all__ = [  # grouped as in the README's API section: the schedule, transformers, recording, accelerate and pilots
     "GradNormRecorder",
     "GradNormRecorderCallback",
     "GradNormSourceError",
-    # the schedule
     "RefineOptions",
-    # accelerate loops and pilots
     "RefinedRun",
-    # transformers
     "RefinedScheduleConfig",
     "RefinementWarning",
     "get_linear_refined_schedule",

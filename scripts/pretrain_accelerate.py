@@ -22,11 +22,11 @@ from accelerate import Accelerator
 from transformers import LlamaForCausalLM, get_scheduler
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from pretrain_data import byte_blocks  # noqa: E402
-from recipe_data import tiny_llama_config  # noqa: E402
+from pretrain_data import byte_blocks
+from recipe_data import tiny_llama_config
 
-from hf_lrschedule import RefinedRun  # noqa: E402
-from hf_lrschedule.integrations.accelerate import leave_process_group  # noqa: E402
+from hf_lrschedule import RefinedRun
+from hf_lrschedule.integrations.accelerate import leave_process_group
 
 
 def parse_args(argv=None):

@@ -18,11 +18,11 @@ from transformers import LlamaForCausalLM, Trainer, TrainingArguments
 from trl import TrlParser
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from pretrain_data import byte_blocks  # noqa: E402
-from recipe_data import tiny_llama_config  # noqa: E402
+from pretrain_data import byte_blocks
+from recipe_data import tiny_llama_config
 
-from hf_lrschedule import GradNormRecorderCallback  # noqa: E402
-from hf_lrschedule.integrations.accelerate import leave_process_group  # noqa: E402
+from hf_lrschedule import GradNormRecorderCallback
+from hf_lrschedule.integrations.accelerate import leave_process_group
 
 
 @dataclass

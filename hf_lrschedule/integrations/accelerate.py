@@ -159,6 +159,16 @@ class RefinedRun:
     Outside `hf-lrschedule pilot` it is a plain run: `create_scheduler` builds `linear_refined` from the kwargs
     given, `clip_grad_norm_` clips (and records if `record_to` is given), `step_end` prints progress.
 
+    Args:
+        accelerator (`accelerate.Accelerator`):
+            The loop's accelerator (its processes count as one run).
+        num_training_steps (`int`):
+            Optimizer updates of the full run, whatever the number of processes (as the Trainer counts them).
+        record_to (`str`, *optional*):
+            Recorder file to write the norms to outside a pilot (inside one, the pilot folder is used).
+        record_l1 (`bool`, *optional*):
+            Also record l1 norms (default: for Adam-family optimizers).
+
     Example::
 
         run = RefinedRun(accelerator, num_training_steps=T)

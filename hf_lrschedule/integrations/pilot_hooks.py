@@ -131,7 +131,21 @@ def run_pilot(
     The model's weights, the optimizer (if you passed one), the RNG states and the arguments are restored after the
     pilot, so the following `trainer.train()` starts from the same point, on the same data order, as it would have
     without the pilot. It costs one copy of the model's weights in CPU memory while the pilot runs.
-    Returns the schedule file, which `trainer.args.lr_scheduler_kwargs` now names.
+
+    Args:
+        trainer (`transformers.Trainer`):
+            The Trainer of the full run, not trained yet.
+        fraction (`float`, *optional*, defaults to 0.1):
+            Share of the optimizer steps the pilot runs.
+        out (`str` or `Path`, *optional*, defaults to `"hf_lrschedule_pilot"`):
+            Folder for the pilot's norms, schedule and plot.
+        mapping (`str`, *optional*, defaults to `"extend"`):
+            How the pilot's norms become the full run's profile (see `hf_lrschedule.pilot`).
+        options (`RefineOptions`, *optional*):
+            The refinement options (default: `RefineOptions()`); `option_overrides` change single fields.
+
+    Returns:
+        `Path`: the schedule file, which `trainer.args.lr_scheduler_kwargs` now names.
     """
     from transformers.trainer_utils import SchedulerType
 

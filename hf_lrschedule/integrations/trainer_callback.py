@@ -34,9 +34,12 @@ class GradNormRecorderCallback(TrainerCallback):
     exists the norms of steps 1..N are on disk: a run killed right after a checkpoint loses none of them.
 
     Args:
-        path: where to write the recorder file (default: `<output_dir>/grad_norms.json`).
-        record_l1: also record l1 norms (default: for Adam-family optimizers only).
-        extra_meta: added to the file's `meta` (the pilot stores its settings there).
+        path (`str` or `os.PathLike`, *optional*):
+            Where to write the recorder file (default: `<output_dir>/grad_norms.json`).
+        record_l1 (`bool`, *optional*):
+            Also record l1 norms (default: for Adam-family optimizers only).
+        extra_meta (`dict`, *optional*):
+            Added to the file's `meta` (the pilot stores its settings there).
     """
 
     def __init__(

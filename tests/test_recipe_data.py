@@ -308,6 +308,7 @@ def test_tiny_llama_config_and_byte_tokenizer():
     assert torch.isfinite(out.loss)
 
 
+@pytest.mark.network
 def test_prepare_smollm2(tmp_path):
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer

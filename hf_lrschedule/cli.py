@@ -6,6 +6,7 @@ import argparse
 import sys
 import warnings
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 
@@ -27,15 +28,29 @@ def schedule_summary(multipliers: Sequence[float]) -> str:
     return "\n".join(parts)
 
 
+def _run_length(meta: dict) -> int | None:
+    steps = meta.get("num_training_steps")
+    return steps if isinstance(steps, int) and not isinstance(steps, bool) and steps > 0 else None
+
+
 def _refine(args: argparse.Namespace) -> int:
-    if args.steps <= 0:
+    if args.steps is not None and args.steps <= 0:
         raise ValueError(f"--steps must be a positive number of optimizer steps, got {args.steps}")
     options = RefineOptions.from_arguments(args)
     log = load_grad_norms(args.source)
+    print(f"source: {log.describe()}")
+    # a run directory's schedule names the file found in it; a file is named as given
+    used = log.source if Path(args.source).is_dir() else str(args.source)
+    steps = args.steps if args.steps is not None else _run_length(log.meta)
+    if steps is None:
+        raise ValueError(
+            f"--steps is needed: {log.source} does not say how many optimizer steps its run had; pass the T of the "
+            "run to schedule"
+        )
     raw = log.series(options.norm)
-    details = refinement_details(raw, args.steps, options, positions=log.positions())
+    details = refinement_details(raw, steps, options, positions=log.positions())
     payload = schedule_payload(
-        details.multipliers, num_training_steps=args.steps, source=str(args.source), settings=options.to_dict(),
+        details.multipliers, num_training_steps=steps, source=used, settings=options.to_dict(),
         peak_fraction=details.peak_fraction,
     )
     atomic_write_json(args.output, payload)
@@ -46,7 +61,7 @@ def _refine(args: argparse.Namespace) -> int:
 
         raw = np.asarray(raw, dtype=float)
         plot_refinement(
-            details, raw, args.plot, title=str(args.source), norm=options.norm, raw_positions=log.positions()
+            details, raw, args.plot, title=used, norm=options.norm, raw_positions=log.positions()
         )
         print(f"wrote {args.plot}")
     return 0
@@ -99,10 +114,17 @@ def build_parser() -> argparse.ArgumentParser:
     refine = sub.add_parser(
         "refine",
         help="compute a refined schedule from gradient norms",
-        description="Read gradient norms (recorder JSON, trainer_state.json, W&B CSV), write the refined schedule.",
+        description="Read gradient norms (recorder JSON, trainer_state.json, W&B CSV, TensorBoard event files, or a "
+        "run directory holding one of them), write the refined schedule.",
     )
-    refine.add_argument("source", help="gradient-norm file")
-    refine.add_argument("--steps", type=int, required=True, help="optimizer steps T of the run to schedule")
+    refine.add_argument(
+        "source",
+        help="gradient-norm file, or a run directory (searched for grad_norms.json, then trainer_state.json, also in "
+        "the newest checkpoint-*, then TensorBoard event files)",
+    )
+    refine.add_argument(
+        "--steps", type=int, help="optimizer steps T of the run to schedule (default: the source run's, if it says)"
+    )
     refine.add_argument("-o", "--output", required=True, help="schedule JSON to write")
     refine.add_argument("--plot", help="also draw a PNG of norms and schedule")
     RefineOptions.add_arguments(refine)

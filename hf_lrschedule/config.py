@@ -28,8 +28,8 @@ class RefinedScheduleConfig:
         default=None,
         metadata={
             "help": "Gradient norms of an earlier run: a path to a recorder file (GradNormRecorder), a "
-            "trainer_state.json, a W&B CSV export, or a list of floats. Without it (and without `schedule`) "
-            "the schedule is plain linear decay."
+            "trainer_state.json, a W&B CSV export, TensorBoard event files, a Trainer output directory (searched for "
+            "these), or a list of floats. Without it (and without `schedule`) the schedule is plain linear decay."
         },
     )
     schedule: str | None = field(

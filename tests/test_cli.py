@@ -27,6 +27,7 @@ def test_refine_writes_schedule_summary_and_plot(tmp_path, norms_file, capsys):
     assert data["multipliers"][:60] == pytest.approx(expected, rel=1e-12)
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     printed = capsys.readouterr().out
+    assert printed.startswith(f"source: {norms_file} (recorder file): 30 gradient norms, steps 1-30\nsteps: 60\n")
     assert "peak: step" in printed and "at 95%" in printed
     assert main(["show", str(out)]) == 0
     assert "peak: step" in capsys.readouterr().out
@@ -49,6 +50,7 @@ def test_list_includes_linear_refined(capsys):
     [
         (["refine", "/nonexistent.json", "--steps", "10", "-o", "x.json"], "does not exist"),
         (["refine", "NORMS", "--steps", "0", "-o", "x.json"], "--steps must be a positive number"),
+        (["refine", "NORMS", "-o", "x.json"], "--steps is needed: "),
         (["refine", "NORMS", "--steps", "10", "-o", "x.json", "--smoothing", "-1"], "smoothing must be"),
         (["show", "NORMS"], "is not a schedule file"),
     ],

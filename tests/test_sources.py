@@ -57,9 +57,34 @@ def test_empty_file(tmp_path):
         load_grad_norms(tmp_path / "empty.json")
 
 
-def test_directory_instead_of_file(tmp_path):
+def trainer_state(path, steps, value=1.0):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"max_steps": 10, "log_history": [{"grad_norm": value, "step": s} for s in steps]}))
+
+
+def test_run_directory_recorder_then_trainer_state_then_newest_checkpoint(tmp_path):
+    trainer_state(tmp_path / "checkpoint-9" / "trainer_state.json", [1, 2], value=9.0)
+    trainer_state(tmp_path / "checkpoint-10" / "trainer_state.json", [1, 2, 3], value=10.0)  # newest by number
+    log = load_grad_norms(tmp_path)
+    assert log.source == str(tmp_path / "checkpoint-10" / "trainer_state.json") and log.l2.tolist() == [10.0] * 3
+    trainer_state(tmp_path / "trainer_state.json", [2, 4])
+    log = load_grad_norms(tmp_path)
+    assert log.source == str(tmp_path / "trainer_state.json") and log.kind == "trainer_state.json"
+    assert log.describe().endswith("(trainer_state.json): 2 gradient norms, steps 2-4 every 2, from a run of 10 steps")
+    GradNormRecorder(tmp_path / "grad_norms.json").save()
+    assert load_grad_norms(tmp_path).source == str(tmp_path / "grad_norms.json")
+
+
+def test_run_directory_uses_the_first_source_found_even_if_it_is_bad(tmp_path):
     (tmp_path / "trainer_state.json").write_text("{}")
-    with pytest.raises(IsADirectoryError, match="is a directory, expected a file; did you mean .*trainer_state.json"):
+    trainer_state(tmp_path / "checkpoint-5" / "trainer_state.json", [1])
+    with pytest.raises(GradNormSourceError, match="trainer_state.json' is JSON but neither a recorder file"):
+        load_grad_norms(tmp_path)
+
+
+def test_empty_run_directory(tmp_path):
+    (tmp_path / "checkpoint-x").mkdir()
+    with pytest.raises(GradNormSourceError, match="holds no gradient norms: looked for grad_norms.json"):
         load_grad_norms(tmp_path)
 
 

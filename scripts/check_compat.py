@@ -61,8 +61,11 @@ DEFAULT_VENV_DIR = Path(tempfile.gettempdir()) / "hf_lrschedule_compat"
 DEFAULT_TRANSFORMERS = "5.0.0,5.6.*,5.16.1,latest"
 DEFAULT_TORCH = "2.13.0"
 ANCHOR_PYTHON = "3.11"  # the interpreter that is crossed with every transformers version in the default matrix
-CHECKS = ("registration", "stock_script", "ten_step_run", "resume")
-HEADERS = {"registration": "registration", "stock_script": "stock script", "ten_step_run": "10-step run", "resume": "resume"}
+CHECKS = ("registration", "stock_script", "ten_step_run", "resume", "broken_glue")
+HEADERS = {
+    "registration": "registration", "stock_script": "stock script", "ten_step_run": "10-step run", "resume": "resume",
+    "broken_glue": "broken glue",
+}
 EXCLUDED = "excluded by metadata"
 MARKER = "compat_marker.json"
 
@@ -242,6 +245,36 @@ def check_resume(workdir, source):
     assert not diff, f"resumed LRs differ (step, straight, resumed): {diff}"
     assert len(set(a.values())) > 2, f"uninterrupted run logged a constant LR: {a}"
     return {"lrs_6_to_10": [b[s] for s in range(6, STEPS + 1)]}
+
+
+def check_broken_glue(workdir, source):
+    """With the glue module raising at import, `from transformers import Trainer` still works (one warning)."""
+    import importlib.util
+    import shutil
+
+    installed = importlib.util.find_spec("hf_lrschedule").submodule_search_locations[0]
+    site = os.path.join(workdir, "broken_site")
+    shutil.rmtree(site, ignore_errors=True)
+    shutil.copytree(installed, os.path.join(site, "hf_lrschedule"), ignore=shutil.ignore_patterns("__pycache__"))
+    with open(os.path.join(site, "hf_lrschedule", "integrations", "transformers.py"), "a") as handle:
+        handle.write("\nraise RuntimeError('simulated broken glue module')\n")
+    code = (
+        "from transformers import Trainer, TrainingArguments\n"
+        "from transformers.trainer_utils import SchedulerType\n"
+        "assert 'linear_refined' not in [m.value for m in SchedulerType]\n"
+        "TrainingArguments(output_dir='out', lr_scheduler_type='linear', report_to='none')\n"
+        "print('TRANSFORMERS OK')\n"
+    )
+    env = dict(os.environ, PYTHONPATH=site)
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=600, env=env, cwd=workdir, check=False
+    )
+    if proc.returncode != 0 or "TRANSFORMERS OK" not in proc.stdout:
+        sys.stderr.write(proc.stderr[-6000:])
+        raise RuntimeError(f"transformers broke with a broken glue module: {_error_line(proc.stderr)}")
+    warnings = [line for line in proc.stderr.splitlines() if "RegistrationWarning" in line]
+    assert len(warnings) == 1 and "HF_LRSCHEDULE_AUTOREGISTER=0" in warnings[0], proc.stderr[-2000:]
+    return {"warning": warnings[0][-300:]}
 
 
 def _run_check(name, workdir, source, result_file):
@@ -694,14 +727,14 @@ def render_markdown(report):
         + (" + working-tree changes" if report["source"].get("uncommitted_package_changes") else "")
         + f"; torch requested: {report['torch_requested']}.",
         "",
-        "| python | transformers | torch | registration | stock script | 10-step run | resume | error | wall s |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| python | transformers | torch | " + " | ".join(HEADERS[n] for n in CHECKS) + " | error | wall s |",
+        "|---|---|---|" + "---|" * len(CHECKS) + "---|---|",
     ]
     for cell in report["cells"]:
         if cell.get("status") == EXCLUDED:
-            marks = [EXCLUDED] + ["—"] * 3  # the reason goes to the error column
+            marks = [EXCLUDED] + ["—"] * (len(CHECKS) - 1)  # the reason goes to the error column
         elif "checks" not in cell:
-            marks = ["not run"] * 4
+            marks = ["not run"] * len(CHECKS)
         else:
             marks = ["pass" if cell["checks"][n]["ok"] else "**FAIL**" for n in CHECKS]
         lines.append("| " + " | ".join(_md_escape(x) for x in [
@@ -720,8 +753,8 @@ def render_markdown(report):
             "in a fresh process (torch + transformers import included)."
         ),
         "",
-        "| python | transformers | setup | registration | stock script | 10-step run | resume | cell total |",
-        "|---|---|---|---|---|---|---|---|",
+        "| python | transformers | setup | " + " | ".join(HEADERS[n] for n in CHECKS) + " | cell total |",
+        "|---|---|---|" + "---|" * len(CHECKS) + "---|",
     ]
     for cell in report["cells"]:
         setup = ", ".join(f"{k} {v:.0f}" for k, v in (cell.get("setup_s") or {}).items()) or "—"

@@ -341,17 +341,9 @@ def _error_line(stderr):
 
 
 def _atomic_write(path, text):
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    from hf_lrschedule.sources import atomic_write_text  # the driver runs where the package is installed
+
+    atomic_write_text(path, text)
 
 
 def _log(message):

@@ -22,6 +22,7 @@ from .sources import GradNormSourceError, load_grad_norms, load_schedule
 if TYPE_CHECKING:
     from .integrations.accelerate import RefinedRun
     from .integrations.pilot_hooks import run_pilot
+    from .integrations.reporting import ScheduleReportCallback
     from .integrations.trainer_callback import GradNormRecorderCallback
     from .integrations.transformers import get_linear_refined_schedule, register
 
@@ -34,6 +35,7 @@ _LAZY = {
     "GradNormRecorderCallback": "integrations.trainer_callback",
     "RefinedRun": "integrations.accelerate",
     "run_pilot": "integrations.pilot_hooks",
+    "ScheduleReportCallback": "integrations.reporting",
 }
 
 # The README's "API" section, one name per job (sorted). Building blocks (the schedule functions, the accelerate helpers
@@ -46,6 +48,7 @@ __all__ = [  # grouped as in the README's API section: the schedule, transformer
     "RefinedRun",
     "RefinedScheduleConfig",
     "RefinementWarning",
+    "ScheduleReportCallback",
     "get_linear_refined_schedule",
     "linear_decay",
     "load_grad_norms",

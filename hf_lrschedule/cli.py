@@ -12,19 +12,21 @@ import numpy as np
 
 from . import __version__
 from .options import RefineOptions
-from .refine import refinement_details
+from .refine import describe_schedule, refinement_details
 from .sources import atomic_write_json, load_grad_norms, load_schedule, schedule_payload
 
 SUMMARY_FRACTIONS = (0.0, 0.25, 0.5, 0.75, 0.95)
 
 
 def schedule_summary(multipliers: Sequence[float]) -> str:
-    """Peak position and the values at the start, 25/50/75/95 % of training (multipliers at fractions k/T)."""
+    """Peak position, the values at the start, 25/50/75/95 % of training (multipliers at fractions k/T), and what
+    changes against linear decay in plain words."""
     values = np.asarray(multipliers, dtype=float)
     steps = values.size - 1
     peak = int(np.argmax(values))
     parts = [f"steps: {steps}", f"peak: step {peak} ({100 * peak / steps:.1f}% of training)"]
     parts += [f"at {int(100 * f)}%: {values[round(f * steps)]:.4f}" for f in SUMMARY_FRACTIONS]
+    parts.append(f"against linear: {describe_schedule(values)}")
     return "\n".join(parts)
 
 

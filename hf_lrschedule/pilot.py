@@ -46,8 +46,8 @@ import numpy as np
 from . import __version__
 from .config import RefinedScheduleConfig
 from .options import RefineOptions
-from .refine import refinement_details
-from .sources import atomic_write_json, load_grad_norms, schedule_payload
+from .refine import describe_schedule, refinement_details
+from .sources import atomic_write_json, load_grad_norms, load_schedule, schedule_payload
 
 ENV_PHASE = "HF_LRSCHEDULE_PHASE"
 ENV_DIR = "HF_LRSCHEDULE_PILOT_DIR"
@@ -276,7 +276,11 @@ def compute_pilot_schedule(directory: Path, options: RefineOptions | None = None
 
 
 class Progress:
-    """One line per tenth of the phase: step / total, elapsed, ETA."""
+    """One line per tenth of the phase: step / total, elapsed, ETA (flushed lines, so a pipe or a log file shows them).
+
+    Printed by the Trainer's pilot phase (`PilotCallback`) and by `RefinedRun` in both phases; a Trainer's full
+    phase is the user's own run and shows its own progress (tqdm or logs).
+    """
 
     def __init__(self, label: str, total: int):
         self.label, self.total = label, max(1, total)
@@ -380,6 +384,7 @@ def run_pilot_command(
         print(f"[hf-lrschedule] reusing the pilot in {directory} (same command and settings; --force redoes it)")
 
     result = dict(manifest, directory=str(directory), schedule=str(directory / SCHEDULE_FILE))
+    result["description"] = describe_schedule(load_schedule(directory / SCHEDULE_FILE)["multipliers"])
     if not pilot_only:
         env = dict(os.environ)
         env.update({ENV_PHASE: "full", ENV_SCHEDULE: str(directory / SCHEDULE_FILE)})
@@ -391,6 +396,7 @@ def run_pilot_command(
 
 
 def summary_text(result: dict[str, Any]) -> str:
+    """The pilot's closing lines: the two phases' steps and times, and what the refined schedule changes."""
     lines = [
         "[hf-lrschedule] summary",
         (
@@ -402,6 +408,8 @@ def summary_text(result: dict[str, Any]) -> str:
         share = result["pilot_seconds"] / result["full_seconds"] if result["full_seconds"] > 0 else float("nan")
         lines.append(f"  full run: {result['full_seconds']:.1f} s; pilot / full wall time = {share:.2f}")
     lines.append(f"  refined peak at {100 * result['peak_fraction']:.1f}% of training")
+    if result.get("description"):
+        lines.append(f"  against linear: {result['description']}")
     lines.append(f"  schedule: {result['schedule']}")
     if result.get("plot"):
         lines.append(f"  plot: {result['plot']}")

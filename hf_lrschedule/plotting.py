@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -59,3 +60,30 @@ def plot_refinement(
     plt.close(fig)
     os.replace(tmp, path)
     return path
+
+
+def schedule_image(multipliers: Sequence[float], *, title: str = "") -> np.ndarray:
+    """The schedule beside linear and cosine decay as an RGB array (height, width, 3) of uint8, for run trackers."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    values = np.asarray(multipliers, dtype=float)
+    steps = values.size - 1
+    fraction = np.linspace(0.0, 1.0, steps + 1)
+    fig = Figure(figsize=(6, 3.5), dpi=100)  # no pyplot: no global figure state, no GUI backend
+    canvas = FigureCanvasAgg(fig)
+    axes = fig.add_subplot()
+    axes.plot(fraction, values, color="C0", lw=2, label="linear_refined")
+    axes.plot(fraction, 1 - fraction, color="k", lw=1, ls="--", label="linear")
+    axes.plot(
+        fraction, [cosine_decay(t, num_training_steps=steps) for t in range(steps + 1)], color="C2", lw=1, ls=":",
+        label="cosine",
+    )
+    axes.set_xlabel("fraction of training")
+    axes.set_ylabel("LR multiplier")
+    axes.legend(loc="best", fontsize=8)
+    if title:
+        axes.set_title(title, fontsize=9)
+    fig.tight_layout()
+    canvas.draw()
+    return np.asarray(canvas.buffer_rgba())[..., :3].copy()

@@ -267,3 +267,43 @@ def refinement_details(
     guarded = guard_norms(smoothed, options.max_norm_ratio, options.guard)
     weights = guarded ** -_EXPONENT[options.norm]
     return Refinement(resampled, smoothed, guarded, schedule_from_weights(weights))
+
+
+#: A schedule within this distance (as a share of its peak) of linear decay at every step reads as linear decay.
+LINEAR_TOLERANCE = 0.02
+
+
+def describe_schedule(multipliers: Sequence[float]) -> str:
+    """What a multiplier table (at fractions ``k / T``) changes against linear decay, in plain words.
+
+    The warmup ends at the first entry within 1 % of the peak; the decay after it is compared with a straight line
+    from there to the table's last value; the mean multiplier is compared with linear decay's over the same range
+    (``(1 + end) / 2``, so 0.50 when the table ends at 0).
+
+    Examples:
+        >>> describe_schedule([1.0, 0.75, 0.5, 0.25, 0.0])
+        'no warmup, linear decay; mean LR multiplier 0.50 vs 0.50 for linear'
+        >>> describe_schedule([0.5, 1.0, 0.75, 0.5, 0.25, 0.0])
+        'warmup over the first 20.0 % of training, then linear decay; mean LR multiplier 0.50 vs 0.50 for linear'
+    """
+    values = np.asarray(multipliers, dtype=float)
+    if values.ndim != 1 or values.size < 2 or not np.all(np.isfinite(values)) or values.max() <= 0:
+        raise ValueError("multipliers must be at least 2 finite numbers with a positive maximum")
+    steps = values.size - 1
+    peak = float(values.max())
+    top = int(np.argmax(values >= 0.99 * peak))
+    start = "no warmup, " if top == 0 else f"warmup over the first {100 * top / steps:.1f} % of training, then "
+    span = np.arange(top, steps + 1)
+    reference = values[-1] + (values[top] - values[-1]) * (steps - span) / max(steps - top, 1)
+    gap = values[top:] - reference
+    worst = int(np.argmax(np.abs(gap)))
+    if abs(gap[worst]) <= LINEAR_TOLERANCE * peak:
+        decay = "linear decay"
+    else:
+        where = f"{100 * (top + worst) / steps:.0f} %"
+        if gap[worst] > 0:
+            decay = f"a decay above linear (by {gap[worst]:.2f} at {where} of training), then a faster final anneal"
+        else:
+            decay = f"a decay below linear (by {-gap[worst]:.2f} at {where} of training), then a slower tail"
+    linear_mean = (1.0 + values[-1]) / 2
+    return f"{start}{decay}; mean LR multiplier {values.mean():.2f} vs {linear_mean:.2f} for linear"

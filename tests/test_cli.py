@@ -30,7 +30,8 @@ def test_refine_writes_schedule_summary_and_plot(tmp_path, norms_file, capsys):
     assert printed.startswith(f"source: {norms_file} (recorder file): 30 gradient norms, steps 1-30\nsteps: 60\n")
     assert "peak: step" in printed and "at 95%" in printed
     assert main(["show", str(out)]) == 0
-    assert "peak: step" in capsys.readouterr().out
+    shown = capsys.readouterr().out
+    assert "peak: step" in shown and "\nagainst linear: " in shown and "mean LR multiplier" in shown
 
 
 def test_refine_authors_csv(shared_logs, tmp_path, capsys):

@@ -33,7 +33,8 @@ def schedule_of(pilot_dir):
     return json.loads((pilot_dir / "schedule.json").read_text())["multipliers"]
 
 
-def test_pilot_then_full_run_uses_the_schedule_file_at_every_step(tmp_path, capsys):
+def test_pilot_then_full_run_uses_the_schedule_file_at_every_step(tmp_path, capfd):
+    # capfd: the children write to the same file descriptor, a pipe here, not a TTY
     pilot_dir = tmp_path / "pilot"
     assert main(["pilot", "--fraction", "0.25", "--out", str(pilot_dir), "--", *stock_command(tmp_path)]) == 0
     multipliers = schedule_of(pilot_dir)
@@ -45,17 +46,20 @@ def test_pilot_then_full_run_uses_the_schedule_file_at_every_step(tmp_path, caps
     assert manifest["command"][-1].endswith("result.json") and "torch" in manifest["versions"]
     norms = json.loads((pilot_dir / "grad_norms.json").read_text())
     assert norms["steps"] == list(range(1, 11)) and norms["meta"]["pilot"] is True
-    printed = capsys.readouterr().out
+    printed = capfd.readouterr().out
     assert "pilot: 10 of 40 steps" in printed and "refined peak at" in printed and "schedule.png" in printed
+    assert "[hf-lrschedule] pilot: step 5/10, " in printed and "[hf-lrschedule] pilot: step 10/10, " in printed
+    assert "s elapsed, ETA " in printed
+    assert "  against linear: " in printed and "mean LR multiplier" in printed and "vs 0.50 for linear" in printed
 
     # the same command again: the pilot is reused; --force redoes it
     created = manifest["created"]
     assert main(["pilot", "--fraction", "0.25", "--out", str(pilot_dir), "--pilot-only", "--", *stock_command(tmp_path)]) == 0
-    assert "reusing the pilot" in capsys.readouterr().out
+    assert "reusing the pilot" in capfd.readouterr().out
     assert json.loads((pilot_dir / "manifest.json").read_text())["created"] == created
     (pilot_dir / "schedule.json").write_text("{}")  # a tampered file is not trusted
     assert main(["pilot", "--fraction", "0.25", "--out", str(pilot_dir), "--pilot-only", "--", *stock_command(tmp_path)]) == 0
-    assert "reusing" not in capsys.readouterr().out and len(schedule_of(pilot_dir)) == 41
+    assert "reusing" not in capfd.readouterr().out and len(schedule_of(pilot_dir)) == 41
 
 
 def test_pilot_writes_nothing_into_the_users_output_dir(tmp_path):

@@ -24,7 +24,8 @@ class GradNormRecorderCallback(TrainerCallback):
 
     * `GradNormRecorderCallback().attach(trainer)` (preferred): wraps `trainer.accelerator.clip_grad_norm_`,
       the call that computes the norm, and keeps its result on the device until the next save (no sync per step).
-      The user's logging is unchanged.
+      The user's logging is unchanged. It also adds a `ScheduleReportCallback` (the schedule, logged once to the
+      run's reporting integrations).
     * `Trainer(callbacks=[GradNormRecorderCallback()])`: the callback cannot reach that call, so it asks the
       Trainer to log every step and reads `logs["grad_norm"]`; the logged `loss` then becomes per-step too.
 
@@ -77,6 +78,9 @@ class GradNormRecorderCallback(TrainerCallback):
         self._attached = True
         if self not in trainer.callback_handler.callbacks:
             trainer.add_callback(self)
+        from .reporting import ScheduleReportCallback
+
+        ScheduleReportCallback().attach(trainer)  # the schedule, once, in the run's TensorBoard / W&B / MLflow / trackio
         return self
 
     def on_train_begin(self, args, state, control, model=None, optimizer=None, **kwargs):

@@ -48,6 +48,8 @@ class LinearRefinedLambda:
         min_lr_ratio: float = 0.0,
         steps_per_update: int = 1,
         missing_source: str | None = None,
+        source: str | None = None,
+        options: dict[str, Any] | None = None,
     ):
         self.num_training_steps = int(num_training_steps)
         self.num_warmup_steps = int(num_warmup_steps)
@@ -55,6 +57,8 @@ class LinearRefinedLambda:
         self.min_lr_ratio = float(min_lr_ratio)
         self.steps_per_update = int(steps_per_update)
         self.missing_source = missing_source
+        self.source = source  # what the table came from, for reports (`integrations.reporting`)
+        self.options = None if options is None else dict(options)
 
     def __call__(self, current_step: int) -> float:
         if self.missing_source is not None:
@@ -172,6 +176,8 @@ def get_linear_refined_schedule(
                 "lr_scheduler_kwargs={'grad_norms': 'PATH'}, or use `hf-lrschedule pilot`."
             )
     multiplier = LinearRefinedLambda(
+        source=describe_source(config, plan.is_pilot),
+        options=_options_used(config) if table is not None else None,
         num_training_steps=plan.num_training_steps,
         num_warmup_steps=plan.num_warmup_steps,
         table=table,
@@ -180,6 +186,26 @@ def get_linear_refined_schedule(
         missing_source=missing,
     )
     return LambdaLR(optimizer, multiplier, last_epoch)
+
+
+def _options_used(config: RefinedScheduleConfig) -> dict[str, Any] | None:
+    if config.schedule is None:
+        return config.options.to_dict()
+    settings = load_schedule(config.schedule).get("settings")  # what `refine` or the pilot used, if it says
+    return settings if isinstance(settings, dict) else None
+
+
+def describe_source(config: RefinedScheduleConfig, is_pilot: bool = False) -> str:
+    """Where the schedule of `config` comes from, in a few words (for run reports)."""
+    if is_pilot:
+        return "pilot phase (linear decay)"
+    if config.schedule is not None:
+        return f"schedule file {config.schedule}"
+    if isinstance(config.grad_norms, (str, os.PathLike)):
+        return f"gradient norms {config.grad_norms}"
+    if config.grad_norms is not None:
+        return f"{len(config.grad_norms)} gradient norms given in lr_scheduler_kwargs"
+    return "none (linear decay)"
 
 
 def extend_scheduler_type() -> None:

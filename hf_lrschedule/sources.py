@@ -1,4 +1,4 @@
-"""Reading gradient-norm logs and schedule files, writing files atomically (stdlib + numpy; TensorBoard optional).
+"""Reading gradient-norm logs and schedule files, writing files atomically (no torch; TensorBoard optional).
 
 Supported gradient-norm sources:
 

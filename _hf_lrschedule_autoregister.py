@@ -77,7 +77,11 @@ def _failure_message(module_name: str, error: Exception) -> str:
 
 
 def _report_pilot_error(message: str) -> None:
-    """Leave the message where `hf-lrschedule pilot` reads a child's error (best effort)."""
+    """Leave the message where `hf-lrschedule pilot` reads a child's error (best effort).
+
+    Stdlib only, and so a copy of `hf_lrschedule.pilot.report_error`'s file contract (ENV_DIR, ERROR_FILE): the
+    package is what may have failed to import.
+    """
     directory = os.environ.get("HF_LRSCHEDULE_PILOT_DIR")
     if not directory:
         return

@@ -130,9 +130,12 @@ class GradNormRecorderCallback(TrainerCallback):
         # Callbacks run before the Trainer acts on `control` (trainer.py: on_step_end, then
         # _maybe_log_save_evaluate), so writing here puts the norms on disk before `checkpoint-N` appears.
         if control.should_save:
-            self.flush()
-            if state.is_world_process_zero and len(self.recorder):
-                self.recorder.save()
+            self._save(state)
+
+    def _save(self, state) -> None:
+        self.flush()
+        if state.is_world_process_zero and len(self.recorder):
+            self.recorder.save()
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if self._attached or not logs or "grad_norm" not in logs:
@@ -152,14 +155,10 @@ class GradNormRecorderCallback(TrainerCallback):
         return self.recorder
 
     def on_save(self, args, state, control, **kwargs):  # also covers a save that another callback asked for late
-        self.flush()
-        if state.is_world_process_zero and len(self.recorder):
-            self.recorder.save()
+        self._save(state)
 
     def on_train_end(self, args, state, control, **kwargs):
-        self.flush()
-        if state.is_world_process_zero and len(self.recorder):
-            self.recorder.save()
+        self._save(state)
 
 
 def _to_float(value) -> float | None:

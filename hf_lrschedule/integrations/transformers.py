@@ -85,12 +85,17 @@ class LinearRefinedLambda:
         )
 
 
-def build_table(config: RefinedScheduleConfig, decay_steps: int, optimizer: Optimizer | None = None) -> list[float] | None:
-    """The multiplier table (``decay_steps + 1`` entries, by training fraction) for `config`, or None for linear."""
+def build_table(
+    config: RefinedScheduleConfig, decay_steps: int, optimizer: Optimizer | None = None
+) -> tuple[list[float] | None, dict[str, Any] | None]:
+    """The multiplier table (``decay_steps + 1`` entries, by training fraction) for `config` and the refinement
+    options it was made with (for run reports), or ``(None, None)`` for linear decay."""
     if config.schedule is not None:
-        return [float(m) for m in load_schedule(config.schedule)["multipliers"]]
+        schedule = load_schedule(config.schedule)
+        settings = schedule.get("settings")  # what `refine` or the pilot used, if the file says
+        return [float(m) for m in schedule["multipliers"]], settings if isinstance(settings, dict) else None
     if config.grad_norms is None:
-        return None
+        return None, None
     log = load_grad_norms(config.grad_norms)
     recorded_family = log.meta.get("optimizer_family")
     if optimizer is not None and recorded_family:
@@ -123,7 +128,7 @@ def build_table(config: RefinedScheduleConfig, decay_steps: int, optimizer: Opti
         config.options.norm,
         100 * details.peak_fraction,
     )
-    return details.multipliers.tolist()
+    return details.multipliers.tolist(), config.options.to_dict()
 
 
 def get_linear_refined_schedule(
@@ -163,12 +168,12 @@ def get_linear_refined_schedule(
     plan = plan_for_phase(config, num_training_steps, num_warmup_steps)
     config = plan.config
     missing = None
-    table = None
+    table = options_used = None
     source = config.schedule if config.schedule is not None else config.grad_norms
     if isinstance(source, str) and not os.path.exists(source):
         missing = source
     else:
-        table = build_table(config, plan.num_training_steps - plan.num_warmup_steps, optimizer)
+        table, options_used = build_table(config, plan.num_training_steps - plan.num_warmup_steps, optimizer)
         if table is None and not plan.is_pilot:
             logger.warning(
                 "linear_refined: no grad_norms given, using linear decay. To refine it, record the gradient norms "
@@ -177,7 +182,7 @@ def get_linear_refined_schedule(
             )
     multiplier = LinearRefinedLambda(
         source=describe_source(config, plan.is_pilot),
-        options=_options_used(config) if table is not None else None,
+        options=options_used,
         num_training_steps=plan.num_training_steps,
         num_warmup_steps=plan.num_warmup_steps,
         table=table,
@@ -186,13 +191,6 @@ def get_linear_refined_schedule(
         missing_source=missing,
     )
     return LambdaLR(optimizer, multiplier, last_epoch)
-
-
-def _options_used(config: RefinedScheduleConfig) -> dict[str, Any] | None:
-    if config.schedule is None:
-        return config.options.to_dict()
-    settings = load_schedule(config.schedule).get("settings")  # what `refine` or the pilot used, if it says
-    return settings if isinstance(settings, dict) else None
 
 
 def describe_source(config: RefinedScheduleConfig, is_pilot: bool = False) -> str:

@@ -42,7 +42,7 @@ def plot_task(task: str, info: dict[str, Any], rows: dict[str, Any], out: Path) 
     lora = info["kind"] == "lora"
     for axis, problem in zip(flat, problems):
         finals = []
-        for name in MAIN_SCHEDULES:
+        for name in (n for n in MAIN_SCHEDULES if n in rows[problem]):
             row = rows[problem][name]
             if lora:
                 train = mean_curve(row["cells"], "train_loss")
@@ -68,7 +68,7 @@ def plot_task(task: str, info: dict[str, Any], rows: dict[str, Any], out: Path) 
     flat[0].legend(fontsize=7)
     axis = flat[len(problems)]
     problem = problems[0]
-    for name in MAIN_SCHEDULES:
+    for name in (n for n in MAIN_SCHEDULES if n in rows[problem]):
         row = rows[problem][name]
         multipliers = row["cells"][0].get("multipliers") or []
         if multipliers:

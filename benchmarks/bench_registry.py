@@ -23,8 +23,11 @@ from typing import Any, Literal
 
 import bench_tasks
 
-#: Linear warmup of the baselines and schedule-free, a fraction of T (refined schedules start at their table).
-WARMUP_FRACTION = 0.05
+#: Warmups (fractions of T) tuned jointly with the LR for the baselines and schedule-free, as users tune them
+#: (refined schedules start at their table: their warmup comes from the norms).
+WARMUP_FRACTIONS = (0.0, 0.02, 0.05, 0.1, 0.2)
+#: The benchmark's protocol (issue 9): defaults and options are chosen on "dev" tasks; "heldout" tasks are reported.
+Split = Literal["dev", "heldout"]
 #: `warmup_stable_decay` decays over this last fraction of T.
 WSD_DECAY_FRACTION = 0.2
 
@@ -55,6 +58,10 @@ class Sizes:
     option_guards: tuple[tuple[str, float | None], ...] | None = None
     #: The description when it differs from the task's (a stand-in model).
     what: str | None = None
+    #: Warmups of the baselines, fractions of T (tuned jointly with the LR on the tuning seeds).
+    warmups: tuple[float, ...] = WARMUP_FRACTIONS
+    #: How many times the LR grid may grow by one point (its outer ratio) at an edge where a schedule is best.
+    lr_extensions: int = 2
 
     def __post_init__(self) -> None:
         if self.steps <= 0 or not self.lrs or not self.seeds:
@@ -68,7 +75,7 @@ class Sizes:
         cfg: dict[str, Any] = {
             "steps": self.steps, "lrs": list(self.lrs), "seeds": list(self.seeds), "tune_seeds": list(self.tune_seeds),
             "est_step_s": self.est_step_s, "model": dict(self.model), "problems": list(self.problems),
-            "option_study": self.option_study,
+            "option_study": self.option_study, "warmups": list(self.warmups), "lr_extensions": self.lr_extensions,
         }
         if self.num_evals is not None:
             cfg["num_evals"] = self.num_evals
@@ -98,6 +105,12 @@ class BenchTask:
     aliases: tuple[str, ...] = ()
     #: Every schedule uses the LR that is best for `linear` (the grid is tuned for `linear` only, to save time).
     share_linear_lr: bool = False
+    #: "dev": defaults and options are chosen here (the option study runs); "heldout": reported only.
+    split: Split = "dev"
+    #: The baselines this task runs (held-out tasks may run fewer to save time; `linear` always).
+    baselines: tuple[str, ...] = ("linear", "cosine", "warmup_stable_decay", "schedule_free")
+    #: Pilot fractions this task runs (held-out tasks: the 10 % pilot of the targets).
+    pilot_fractions: tuple[float, ...] = (0.05, 0.1, 0.2)
 
     def sizes(self, quick: bool) -> Sizes:
         return self.quick if quick else self.full
@@ -105,9 +118,13 @@ class BenchTask:
     def config(self, quick: bool) -> dict[str, Any]:
         """The configuration the runner and the report read (and the cache key hashes)."""
         cfg = {"group": self.group, "kind": self.kind, "family": self.family, **self.sizes(quick).config()}
-        cfg["warmup"] = max(1, round(WARMUP_FRACTION * cfg["steps"]))
         cfg["wsd_decay"] = max(1, round(WSD_DECAY_FRACTION * cfg["steps"]))
         cfg["share_linear_lr"] = self.share_linear_lr
+        cfg["split"] = self.split
+        cfg["baselines"] = list(self.baselines)
+        cfg["pilot_fractions"] = list(self.pilot_fractions)
+        if self.split != "dev":
+            cfg["option_study"] = False  # options are chosen on dev tasks only
         return cfg
 
     def describe(self, quick: bool) -> str:
@@ -129,12 +146,21 @@ def register_task(task: BenchTask) -> BenchTask:
         raise KeyError(f"there is already a benchmark task called {task.name!r}")
     if task.kind not in ("loop", "lora"):
         raise ValueError(f"kind must be 'loop' or 'lora', got {task.kind!r}")
+    if task.split not in ("dev", "heldout"):
+        raise ValueError(f"split must be 'dev' or 'heldout', got {task.split!r}")
+    if "linear" not in task.baselines:
+        raise ValueError(f"task {task.name!r}: every task runs the linear baseline (the reference), got {task.baselines}")
     if task.family not in ("adam", "sgdm", "sgd"):
         raise ValueError(f"family must be 'adam', 'sgdm' or 'sgd', got {task.family!r}")
     if task.kind == "loop" and (task.full.num_evals is None or task.quick.num_evals is None):
         raise ValueError(f"loop task {task.name!r} needs num_evals in both sizes")
     TASKS[task.name] = task
     return task
+
+
+def protocol() -> dict[str, list[str]]:
+    """``{"dev": [...], "heldout": [...]}``: the task names of each split (written to results/protocol.json)."""
+    return {split: [t.name for t in TASKS.values() if t.split == split] for split in ("dev", "heldout")}
 
 
 def aliases() -> dict[str, list[str]]:
@@ -189,7 +215,7 @@ register_task(BenchTask(
                "eval_windows": 256},
     ),
     quick=Sizes(
-        steps=40, lrs=(8e-3,), seeds=(0, 1), tune_seeds=(0,), num_evals=2, est_step_s=0.004,
+        warmups=(0.05,), lr_extensions=0, steps=40, lrs=(8e-3,), seeds=(0, 1), tune_seeds=(0,), num_evals=2, est_step_s=0.004,
         model={"layers": 1, "hidden": 32, "heads": 2, "intermediate": 64, "seq_len": 32, "batch_size": 4,
                "eval_windows": 16},
     ),
@@ -197,17 +223,16 @@ register_task(BenchTask(
 
 register_task(BenchTask(
     "smollm2_lora", group=2, kind="lora", family="adam", aliases=("lora",), problem=_smollm2_lora,
-    share_linear_lr=True,
+    share_linear_lr=True, baselines=("linear", "cosine"), pilot_fractions=(0.1,),
     what="SmolLM2-135M LoRA r={lora_r} (last {lora_last_layers} layers), batch {batch_size}×{block_size} tokens, "
     "AdamW, clip 1",
     full=Sizes(
-        steps=200, lrs=(1e-3, 2e-3, 4e-3), seeds=(0, 1), tune_seeds=(0,), est_step_s=0.40,
-        option_norms=("l2",), option_guards=(("clip", 1.25), ("clip", 1.5), ("floor", 1.5), ("floor", 2.0)),
+        steps=100, lrs=(2e-3, 4e-3, 8e-3), seeds=(0, 1, 2), tune_seeds=(0,), est_step_s=0.40, option_study=False,
         model={"block_size": 32, "batch_size": 2, "train_blocks": 4000, "eval_blocks": 32, "eval_batch_size": 32,
-               "eval_every": 200, "lora_r": 8, "lora_alpha": 16, "lora_last_layers": 8},
+               "eval_every": 100, "lora_r": 8, "lora_alpha": 16, "lora_last_layers": 8},
     ),
     quick=Sizes(
-        steps=200, lrs=(4e-3,), seeds=(0, 1), tune_seeds=(0,), option_study=False, est_step_s=0.01,
+        warmups=(0.05,), lr_extensions=0, steps=200, lrs=(4e-3,), seeds=(0, 1), tune_seeds=(0,), option_study=False, est_step_s=0.01,
         what="tiny random Llama with SmolLM2's tokenizer (quick mode), LoRA, AdamW",
         model={"block_size": 8, "batch_size": 1, "train_blocks": 400, "eval_blocks": 4, "eval_batch_size": 4,
                "eval_every": 100, "lora_r": 4, "lora_alpha": 8, "tiny_model": True},
@@ -218,11 +243,11 @@ register_task(BenchTask(
     "fashion_mnist_sgdm", group=3, kind="loop", family="sgdm", aliases=("fmnist",), problem=_fashion_mnist,
     what="MLP 784-{hidden}-10, batch {batch_size}, SGD momentum 0.9",
     full=Sizes(
-        steps=1000, lrs=(0.025, 0.05, 0.1, 0.2, 0.4, 0.8), seeds=(0, 1, 2), tune_seeds=(0,), num_evals=10,
+        steps=1000, lrs=(0.025, 0.05, 0.1, 0.2, 0.4), seeds=(0, 1, 2), tune_seeds=(0,), num_evals=10,
         est_step_s=0.0021, model={"hidden": 256, "batch_size": 128},
     ),
     quick=Sizes(
-        steps=40, lrs=(0.05,), seeds=(0, 1), tune_seeds=(0, 1), num_evals=2, est_step_s=0.001,
+        warmups=(0.05,), lr_extensions=0, steps=40, lrs=(0.05,), seeds=(0, 1), tune_seeds=(0, 1), num_evals=2, est_step_s=0.001,
         model={"hidden": 16, "batch_size": 16, "train_subset": 2000, "test_subset": 500},
     ),
 ))
@@ -235,7 +260,7 @@ register_task(BenchTask(
         est_step_s=0.0027, model={"hidden": 256, "batch_size": 128},
     ),
     quick=Sizes(
-        steps=40, lrs=(1e-3,), seeds=(0, 1), tune_seeds=(0, 1), num_evals=2, est_step_s=0.001,
+        warmups=(0.05,), lr_extensions=0, steps=40, lrs=(1e-3,), seeds=(0, 1), tune_seeds=(0, 1), num_evals=2, est_step_s=0.001,
         model={"hidden": 16, "batch_size": 16, "train_subset": 2000, "test_subset": 500},
     ),
 ))
@@ -248,7 +273,85 @@ register_task(BenchTask(
         problems=("caravan", "default", "cells", "spam7", "tissue"), model={"batch_size": 32, "l2": 1e-3},
     ),
     quick=Sizes(
-        steps=40, lrs=(0.1,), seeds=(0, 1), tune_seeds=(0, 1), num_evals=2, est_step_s=0.0003,
+        warmups=(0.05,), lr_extensions=0, steps=40, lrs=(0.1,), seeds=(0, 1), tune_seeds=(0, 1), num_evals=2, est_step_s=0.0003,
         problems=("default", "spam7"), model={"batch_size": 16, "l2": 1e-3},
+    ),
+))
+
+_PLAIN_LRS = (0.05, 0.1, 0.2, 0.4, 0.8, 1.6, 3.2)
+
+register_task(BenchTask(
+    "logreg_plain", group=5, kind="loop", family="sgd", aliases=("logreg",), problem=_logreg,
+    baselines=("linear", "cosine"), pilot_fractions=(0.1,),
+    what="softmax regression, no regularisation, batch {batch_size}, plain SGD",
+    full=Sizes(
+        steps=1000, lrs=_PLAIN_LRS, seeds=(0, 1, 2), tune_seeds=(0,), num_evals=2, est_step_s=0.0005,
+        problems=("caravan", "default", "cells", "spam7", "oj", "attrition", "biopsy", "mlc_churn", "pima"),
+        model={"batch_size": 32, "l2": 0.0},
+    ),
+    quick=Sizes(
+        warmups=(0.05,), lr_extensions=0, steps=40, lrs=(0.1,), seeds=(0, 1), tune_seeds=(0, 1), num_evals=2,
+        est_step_s=0.0003, problems=("oj",), model={"batch_size": 16, "l2": 0.0},
+    ),
+))
+
+# --------------------------------------------------------------------------------------------------------------- #
+# Held-out tasks (issue 9): reported only, never used to choose a default or an option. Cheaper baselines (linear,
+# cosine) and the 10 % pilot of the targets.
+# --------------------------------------------------------------------------------------------------------------- #
+
+for _name in ("credit", "wa_churn", "hpc", "weekly"):
+    register_task(BenchTask(
+        f"logreg_{_name}", group=10, kind="loop", family="sgd", aliases=("heldout", "logreg_heldout"),
+        problem=_logreg, split="heldout", baselines=("linear", "cosine"), pilot_fractions=(0.1,),
+        what=f"softmax regression on {_name}, no regularisation, batch {{batch_size}}, plain SGD",
+        full=Sizes(
+            steps=1000, lrs=_PLAIN_LRS, seeds=(0, 1, 2), tune_seeds=(0,), num_evals=2, est_step_s=0.0005,
+            problems=(_name,), model={"batch_size": 32, "l2": 0.0},
+        ),
+        quick=Sizes(
+            warmups=(0.05,), lr_extensions=0, steps=40, lrs=(0.1,), seeds=(0, 1), tune_seeds=(0, 1), num_evals=2,
+            est_step_s=0.0003, problems=(_name,), model={"batch_size": 16, "l2": 0.0},
+        ),
+    ))
+
+
+def _fashion_cnn(cfg: dict[str, Any], key: str) -> bench_tasks.LoopProblem:
+    return bench_tasks.fashion_cnn_problem(cfg["model"], bench_tasks.fashion_mnist(), cfg["family"])
+
+
+def _kjv_llama(cfg: dict[str, Any], key: str) -> bench_tasks.LoopProblem:
+    return bench_tasks.llama_problem(cfg["model"], bench_tasks.kjv_bytes())
+
+
+register_task(BenchTask(
+    "fashion_mnist_cnn", group=11, kind="loop", family="adam", aliases=("heldout", "cnn"), problem=_fashion_cnn,
+    split="heldout", baselines=("linear", "cosine"), pilot_fractions=(0.1,),
+    what="CNN (2 conv {channels}/{channels2} ch + linear), batch {batch_size}, Adam",
+    full=Sizes(
+        steps=500, lrs=(1e-3, 2e-3, 4e-3), seeds=(0, 1, 2), tune_seeds=(0,), num_evals=2, est_step_s=0.01,
+        model={"channels": 8, "channels2": 16, "batch_size": 64, "test_subset": 5000},
+    ),
+    quick=Sizes(
+        warmups=(0.05,), lr_extensions=0, steps=20, lrs=(2e-3,), seeds=(0, 1), tune_seeds=(0, 1), num_evals=1,
+        est_step_s=0.002, model={"channels": 2, "channels2": 4, "batch_size": 8, "train_subset": 500,
+                                 "test_subset": 200},
+    ),
+))
+
+register_task(BenchTask(
+    "kjv_llama", group=12, kind="loop", family="adam", aliases=("heldout", "kjv"), problem=_kjv_llama,
+    split="heldout", baselines=("linear", "cosine"), pilot_fractions=(0.1,),
+    what="Llama {layers}L×{hidden} from scratch on the King James Bible, bytes, batch {batch_size}×{seq_len}, AdamW, "
+    "clip 1",
+    full=Sizes(
+        steps=250, lrs=(2e-3, 4e-3, 8e-3), seeds=(0, 1, 2), tune_seeds=(0,), num_evals=2, est_step_s=0.05,
+        model={"layers": 4, "hidden": 64, "heads": 4, "intermediate": 256, "seq_len": 64, "batch_size": 16,
+               "eval_windows": 256},
+    ),
+    quick=Sizes(
+        warmups=(0.05,), lr_extensions=0, steps=20, lrs=(8e-3,), seeds=(0, 1), tune_seeds=(0,), num_evals=1,
+        est_step_s=0.004, model={"layers": 1, "hidden": 32, "heads": 2, "intermediate": 64, "seq_len": 32,
+                                 "batch_size": 4, "eval_windows": 16},
     ),
 ))

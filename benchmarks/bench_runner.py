@@ -19,7 +19,7 @@ import bench_tasks
 import numpy as np
 from bench_registry import BenchTask
 from bench_variants import (
-    PILOT_FRACTIONS,
+    is_baseline,
     option_kwargs,
     option_variants,
     parse_pilot_variant,
@@ -30,10 +30,11 @@ from bench_variants import (
 
 from hf_lrschedule.sources import atomic_write_text
 
-BENCH_VERSION = 1
+BENCH_VERSION = 2  # 2: baselines' warmup is tuned (a cell's warmup is in its path and meta)
 #: Configuration keys that only decide which cells run (not what a cell computes): left out of the cache key.
 SELECTION_KEYS = (
     "lrs", "seeds", "tune_seeds", "est_step_s", "problems", "option_study", "option_norms", "option_guards",
+    "warmups", "lr_extensions", "split", "baselines", "pilot_fractions",
 )
 
 
@@ -141,6 +142,10 @@ class TaskRunner:
         self.T = self.cfg["steps"]
         self.cells_dir = out / "cells" / f"{self.name}-{fingerprint(self.name, self.cfg)}"
         self.best_lr: dict[tuple[str, str], float] = {}
+        #: (problem, variant) -> warmup fraction of the best cell (None for refined schedules: no extra warmup)
+        self.best_warmup: dict[tuple[str, str], float | None] = {}
+        #: (problem, variant) -> the LR grid it was tuned on (extended where the best LR sat at an edge)
+        self.lr_grid: dict[tuple[str, str], list[float]] = {}
         self._problem_cache: dict[str, Any] = {}
         self.options = option_variants(self.cfg)
 
@@ -162,10 +167,28 @@ class TaskRunner:
     def option(self, variant: str) -> dict[str, Any] | None:
         return next((o for o in self.options if o["name"] == variant), None)
 
+    def shares_lr(self, variant: str) -> bool:
+        """Runs at one LR chosen for another schedule: the LoRA task (linear's) and the option study (refined's)."""
+        if self.option(variant) is not None:
+            return True
+        return self.cfg["share_linear_lr"] and variant != "linear"
+
     def grid(self, variant: str) -> list[float]:
-        if self.cfg["share_linear_lr"] and variant != "linear":
+        if self.option(variant) is not None:
+            return [self.best_lr[(self.current_problem, "linear_refined")]]
+        if self.shares_lr(variant):
             return [self.best_lr[(self.current_problem, "linear")]]
         return list(self.cfg["lrs"])
+
+    def warmups(self, variant: str) -> list[float | None]:
+        return list(self.cfg["warmups"]) if is_baseline(variant) else [None]
+
+    def warmup_steps(self, fraction: float | None) -> int:
+        return 0 if fraction is None else round(fraction * self.T)
+
+    def linear_warmup(self, problem: str) -> float:
+        """The warmup fraction of the tuned linear run (pilots and refinement start from linear as users run it)."""
+        return self.best_warmup[(problem, "linear")]
 
     def weight(self, variant: str) -> float:
         """A cell's share of the ETA: a LoRA pilot cell also runs its pilot."""
@@ -174,18 +197,23 @@ class TaskRunner:
         return 1.0
 
     def planned_cells(self) -> float:
-        """Cells this task will run (for the ETA): grid x tuning seeds + the other seeds at the best LR."""
+        """Cells this task will run (for the ETA): grid x warmups x tuning seeds + the other seeds at the best LR
+        (+ refined schedules at linear's best LR); LR-grid extensions are not foreseen."""
         seeds, tune = self.cfg["seeds"], self.cfg["tune_seeds"]
         total = 0.0
         for variant in self.variants():
-            grid = 1 if self.cfg["share_linear_lr"] and variant != "linear" else len(self.cfg["lrs"])
+            grid = 1 if self.shares_lr(variant) else len(self.cfg["lrs"])
+            grid *= len(self.warmups(variant))
             count = grid * len(tune) + len(seeds) - len(tune) if grid > 1 else len(seeds)
+            if not is_baseline(variant) and not self.shares_lr(variant):
+                count += len(seeds) - len(tune)  # at linear's best LR, when it differs
             total += count * self.weight(variant)
         return total * len(self.cfg["problems"])
 
     # ---- cells ----
-    def cell_path(self, problem: str, variant: str, lr: float, seed: int) -> Path:
-        return self.cells_dir / problem / variant / f"lr{lr:g}_seed{seed}.json"
+    def cell_path(self, problem: str, variant: str, lr: float, seed: int, warmup: float | None = None) -> Path:
+        tag = "" if warmup is None else f"_w{warmup:g}"
+        return self.cells_dir / problem / variant / f"lr{lr:g}{tag}_seed{seed}.json"
 
     def load(self, path: Path, meta: dict[str, Any]) -> dict[str, Any] | None:
         try:
@@ -194,11 +222,13 @@ class TaskRunner:
             return None
         return cell if cell.get("meta") == clean_json(meta) else None
 
-    def cell(self, problem: str, variant: str, lr: float, seed: int, count: bool = True) -> dict[str, Any]:
-        path = self.cell_path(problem, variant, lr, seed)
-        spec, meta, extra = self.spec(problem, variant, lr, seed)
+    def cell(
+        self, problem: str, variant: str, lr: float, seed: int, warmup: float | None = None, count: bool = True
+    ) -> dict[str, Any]:
+        path = self.cell_path(problem, variant, lr, seed, warmup)
+        spec, meta, extra = self.spec(problem, variant, lr, seed, warmup)
         cached = self.load(path, meta)
-        label = f"{variant} lr={lr:g} seed={seed}"
+        label = f"{variant} lr={lr:g}{'' if warmup is None else f' warmup={warmup:g}'} seed={seed}"
         if problem != "main":
             label = f"[{problem}] {label}"
         if cached is not None:
@@ -210,8 +240,9 @@ class TaskRunner:
         result = self.execute(problem, spec, lr, seed, extra)
         seconds = time.perf_counter() - start
         if result.get("pilot_grad_norms_l2"):  # the real pilot (Trainer) against the linear run's first updates
-            linear_meta = {"variant": "linear", "lr": lr, "seed": seed}
-            linear = self.load(self.cell_path(problem, "linear", lr, seed), linear_meta)
+            w = self.linear_warmup(problem)
+            linear_meta = {"variant": "linear", "lr": lr, "seed": seed, "warmup": w}
+            linear = self.load(self.cell_path(problem, "linear", lr, seed, w), linear_meta)
             if linear is not None:
                 a = np.asarray(result["pilot_grad_norms_l2"], dtype=float)
                 b = np.asarray(linear["grad_norms_l2"][: a.size], dtype=float)
@@ -222,13 +253,17 @@ class TaskRunner:
         return cell
 
     def prefix_cell(self, problem: str, lr: float, seed: int) -> dict[str, Any]:
-        """The first ceil(max f * T) updates of the linear run (a pilot) when the full linear run is not needed."""
-        n = math.ceil(max(PILOT_FRACTIONS) * self.T)
+        """The first ceil(max f * T) updates of the tuned-warmup linear run (a pilot) when the full run is not
+        needed."""
+        n = math.ceil(max(self.cfg["pilot_fractions"] or [0.2]) * self.T)
+        w = self.linear_warmup(problem)
         return self.auxiliary_cell(
-            self.cell_path(problem, "_linear_prefix", lr, seed),
-            {"variant": "_linear_prefix", "lr": lr, "seed": seed, "steps": n},
-            f"pilot prefix ({n} steps) lr={lr:g} seed={seed}",
-            lambda: self.execute(problem, {"kind": "hf", "name": "linear"}, lr, seed, {"max_steps": n}),
+            self.cell_path(problem, "_linear_prefix", lr, seed, w),
+            {"variant": "_linear_prefix", "lr": lr, "seed": seed, "steps": n, "warmup": w},
+            f"pilot prefix ({n} steps) lr={lr:g} warmup={w:g} seed={seed}",
+            lambda: self.execute(
+                problem, {"kind": "hf", "name": "linear"}, lr, seed, {"max_steps": n, "warmup_steps": self.warmup_steps(w)}
+            ),
         )
 
     def auxiliary_cell(self, path: Path, meta: dict[str, Any], label: str, run: Callable[[], dict]) -> dict[str, Any]:
@@ -253,7 +288,8 @@ class TaskRunner:
             f"stretch pilot ({steps}-step linear run) lr={lr:g} seed={seed}",
             lambda: bench_tasks.run_loop(
                 self.problem(problem), spec={"kind": "hf", "name": "linear"}, lr=lr, seed=seed,
-                num_training_steps=steps, warmup=min(self.cfg["warmup"] * steps // self.T, steps - 1),
+                num_training_steps=steps,
+                warmup=min(self.warmup_steps(self.linear_warmup(problem)) * steps // self.T, steps - 1),
                 wsd_decay=self.cfg["wsd_decay"], num_evals=1,
             ),
         )
@@ -262,8 +298,9 @@ class TaskRunner:
 
     def linear_norms(self, problem: str, lr: float, seed: int, steps: int) -> dict[str, list[float]]:
         """Norms of the first `steps` updates of the linear run at (lr, seed): from the full run if it exists."""
-        path = self.cell_path(problem, "linear", lr, seed)
-        full_meta = self.spec(problem, "linear", lr, seed)[1]
+        w = self.linear_warmup(problem)
+        path = self.cell_path(problem, "linear", lr, seed, w)
+        full_meta = self.spec(problem, "linear", lr, seed, w)[1]
         cell = self.load(path, full_meta) if path.is_file() else None
         if cell is None:
             cell = self.prefix_cell(problem, lr, seed)
@@ -271,21 +308,26 @@ class TaskRunner:
         source = "linear run" if cell["meta"]["variant"] == "linear" else "prefix run"
         return {"l2": cell["grad_norms_l2"][:steps], "l1": l1[:steps] if l1 else None, "source": source}
 
-    def spec(self, problem: str, variant: str, lr: float, seed: int) -> tuple[dict, dict, dict]:
+    def spec(
+        self, problem: str, variant: str, lr: float, seed: int, warmup: float | None = None
+    ) -> tuple[dict, dict, dict]:
         """(schedule spec, cache meta, extras) of a cell. Refined cells compute their table here."""
         from hf_lrschedule.pilot import pilot_profile
 
         meta: dict[str, Any] = {"variant": variant, "lr": lr, "seed": seed}
-        if variant in ("cosine", "linear", "warmup_stable_decay"):
-            return {"kind": "hf", "name": variant}, meta, {}
-        if variant == "schedule_free":
-            return {"kind": "schedule_free"}, meta, {}
+        if is_baseline(variant):
+            meta["warmup"] = warmup
+            extra = {"warmup_steps": self.warmup_steps(warmup)}
+            if variant == "schedule_free":
+                return {"kind": "schedule_free"}, meta, extra
+            return {"kind": "hf", "name": variant}, meta, extra
         lora = self.cfg["kind"] == "lora"
         if variant.startswith("linear_refined_pilot_"):
             fraction, mapping = parse_pilot_variant(variant)
-            meta.update(pilot_fraction=fraction, refine=dict(self.defaults), mapping=mapping)
-            if lora:
-                return {"kind": "pilot"}, meta, {"pilot_fraction": fraction}
+            w = self.linear_warmup(problem)
+            meta.update(pilot_fraction=fraction, refine=dict(self.defaults), mapping=mapping, pilot_warmup=w)
+            if lora:  # the pilot phase runs linear with the tuned warmup; the refined run starts at its table
+                return {"kind": "pilot"}, meta, {"pilot_fraction": fraction, "warmup_steps": self.warmup_steps(w)}
             n = math.ceil(fraction * self.T)
             if mapping == "stretch":  # the naive pilot: its own linear decay over n updates
                 norms = self.compressed_norms(problem, lr, seed, n)
@@ -296,12 +338,12 @@ class TaskRunner:
             details = refine(profile, self.T, positions=positions)
             record = {"peak_fraction": details.peak_fraction, "pilot_steps": n, "pilot_source": norms["source"]}
             return {"kind": "table", "table": details.multipliers.tolist()}, meta, {"record": record}
-        # refined from the complete linear run at linear's best LR, same seed
-        source_lr = self.best_lr[(problem, "linear")]
+        # refined from the complete linear run at linear's best LR and warmup, same seed
+        source_lr, source_w = self.best_lr[(problem, "linear")], self.linear_warmup(problem)
         option = self.option(variant)
         options = refine_options(option, self.defaults)
-        meta.update(source_lr=source_lr, refine=options)
-        source = self.cell(problem, "linear", source_lr, seed, count=False)
+        meta.update(source_lr=source_lr, source_warmup=source_w, refine=options)
+        source = self.cell(problem, "linear", source_lr, seed, source_w, count=False)
         if lora:
             spec = {"kind": "grad_norms", "l2": source["grad_norms_l2"], "l1": source["grad_norms_l1"]}
             if option is not None:  # through lr_scheduler_kwargs, as a user would set them
@@ -320,13 +362,15 @@ class TaskRunner:
                 if spec["kind"] == "grad_norms":
                     spec = self.recorder_spec(spec, Path(folder))
                 return bench_tasks.run_lora(
-                    {**cfg["model"], "steps": self.T, "warmup": cfg["warmup"], "wsd_decay": cfg["wsd_decay"]}, data,
+                    {**cfg["model"], "steps": self.T, "warmup": extra.get("warmup_steps", 0),
+                     "wsd_decay": cfg["wsd_decay"]}, data,
                     spec=spec, lr=lr, seed=seed, pilot_fraction=extra.get("pilot_fraction"),
                     progress=self.progress.step,
                 )
-        marks = tuple(sorted({math.ceil(f * self.T) for f in PILOT_FRACTIONS}))
+        marks = tuple(sorted({math.ceil(f * self.T) for f in cfg["pilot_fractions"]}))
         return bench_tasks.run_loop(
-            self.problem(problem), spec=spec, lr=lr, seed=seed, num_training_steps=self.T, warmup=cfg["warmup"],
+            self.problem(problem), spec=spec, lr=lr, seed=seed, num_training_steps=self.T,
+            warmup=extra.get("warmup_steps", 0),
             wsd_decay=cfg["wsd_decay"], num_evals=cfg["num_evals"], max_steps=extra.get("max_steps"), mark_steps=marks,
             progress=self.progress.step if cfg["est_step_s"] * self.T > 5 else None,
         )
@@ -345,22 +389,41 @@ class TaskRunner:
 
     # ---- the task ----
     def tune(self, problem: str, variant: str) -> None:
+        """Best (LR, warmup) on the tuning seeds, growing the LR grid while the best LR sits at an edge; then the
+        other seeds at the best; refined schedules also run every seed at linear's best LR (the flag flip)."""
         self.current_problem = problem
-        grid, seeds, tune_seeds = self.grid(variant), self.cfg["seeds"], self.cfg["tune_seeds"]
-        if len(grid) == 1:
-            self.best_lr[(problem, variant)] = grid[0]
+        grid, warmups, seeds, tune_seeds = self.grid(variant), self.warmups(variant), self.cfg["seeds"], self.cfg["tune_seeds"]
+        extensions = 0 if self.shares_lr(variant) else self.cfg["lr_extensions"]
+        if len(grid) * len(warmups) == 1:
+            best = (grid[0], warmups[0])
             for seed in seeds:
-                self.cell(problem, variant, grid[0], seed)
-            return
-        scores = {}
-        for lr in grid:
-            losses = [self.cell(problem, variant, lr, s).get("eval_loss") for s in tune_seeds]
-            scores[lr] = float(np.mean(losses)) if all(v is not None for v in losses) else math.inf
-        best = min(grid, key=lambda lr: (scores[lr], lr))
-        self.best_lr[(problem, variant)] = best
-        for seed in seeds:
-            if seed not in tune_seeds:
-                self.cell(problem, variant, best, seed)
+                self.cell(problem, variant, best[0], seed, best[1])
+        else:
+            scores: dict[tuple[float, float | None], float] = {}
+            while True:
+                for lr in grid:
+                    for w in warmups:
+                        if (lr, w) not in scores:
+                            losses = [self.cell(problem, variant, lr, s, w).get("eval_loss") for s in tune_seeds]
+                            ok = all(v is not None for v in losses)
+                            scores[(lr, w)] = float(np.mean(losses)) if ok else math.inf
+                best = min(scores, key=lambda k: (scores[k], k[0], k[1] or 0.0))
+                at_top, at_bottom = best[0] == grid[-1], best[0] == grid[0]
+                if len(grid) < 2 or extensions == 0 or not (at_top or at_bottom) or not math.isfinite(scores[best]):
+                    break
+                extensions -= 1
+                if at_top:
+                    grid.append(grid[-1] * grid[-1] / grid[-2])
+                else:
+                    grid.insert(0, grid[0] * grid[0] / grid[1])
+            for seed in seeds:
+                if seed not in tune_seeds:
+                    self.cell(problem, variant, best[0], seed, best[1])
+        self.best_lr[(problem, variant)], self.best_warmup[(problem, variant)] = best
+        self.lr_grid[(problem, variant)] = grid
+        if not is_baseline(variant) and not self.shares_lr(variant):
+            for seed in seeds:  # what a user who only flips the flag gets
+                self.cell(problem, variant, self.best_lr[(problem, "linear")], seed)
 
     def run(self) -> None:
         for problem in self.cfg["problems"]:
@@ -375,7 +438,7 @@ class TaskRunner:
         problem = self.cfg["problems"][0]
         lr, seed = self.best_lr[(problem, "linear")], self.cfg["seeds"][0]
         prefix = self.prefix_cell(problem, lr, seed)
-        full = self.cell(problem, "linear", lr, seed, count=False)
+        full = self.cell(problem, "linear", lr, seed, self.linear_warmup(problem), count=False)
         a = np.asarray(prefix["grad_norms_l2"], dtype=float)
         b = np.asarray(full["grad_norms_l2"][: a.size], dtype=float)
         return {"problem": problem, "lr": lr, "seed": seed, "steps": int(a.size),
@@ -389,22 +452,35 @@ class TaskRunner:
             self.current_problem = problem
             rows = {}
             for variant in self.variants():
-                lr = self.best_lr[(problem, variant)]
-                cells = [self.cell(problem, variant, lr, s, count=False) for s in self.cfg["seeds"]]
-                grid = self.grid(variant)
+                lr, w = self.best_lr[(problem, variant)], self.best_warmup[(problem, variant)]
+                cells = [self.cell(problem, variant, lr, s, w, count=False) for s in self.cfg["seeds"]]
+                grid = self.lr_grid[(problem, variant)]
                 grid_scores = {}
                 for g in grid:
-                    values = [self.load(self.cell_path(problem, variant, g, s), self.spec(problem, variant, g, s)[1])
-                              for s in self.cfg["tune_seeds"]]
-                    losses = [c.get("eval_loss") if c else None for c in values]
-                    grid_scores[f"{g:g}"] = float(np.mean(losses)) if all(v is not None for v in losses) else None
-                rows[variant] = {
+                    for v in self.warmups(variant):
+                        values = [
+                            self.load(self.cell_path(problem, variant, g, s, v), self.spec(problem, variant, g, s, v)[1])
+                            for s in self.cfg["tune_seeds"]
+                        ]
+                        losses = [c.get("eval_loss") if c else None for c in values]
+                        key = f"{g:g}" if v is None else f"{g:g}@w{v:g}"
+                        grid_scores[key] = float(np.mean(losses)) if all(x is not None for x in losses) else None
+                row = {
                     "lr": lr,
+                    "warmup_fraction": w,
+                    "lr_grid": grid,
                     "lr_at_grid_edge": len(grid) > 1 and lr in (min(grid), max(grid)),
                     "grid_scores": grid_scores,
                     "seeds": [{"seed": s, "eval_loss": c.get("eval_loss")} for s, c in zip(self.cfg["seeds"], cells)],
                     "cells": cells,
                 }
+                if not is_baseline(variant) and not self.shares_lr(variant):
+                    lin_lr = self.best_lr[(problem, "linear")]
+                    at = [self.cell(problem, variant, lin_lr, s, count=False) for s in self.cfg["seeds"]]
+                    row["at_linear_lr"] = {
+                        "lr": lin_lr, "seeds": [{"seed": s, "eval_loss": c.get("eval_loss")} for s, c in zip(self.cfg["seeds"], at)]
+                    }
+                rows[variant] = row
             out[problem] = rows
         return out
 

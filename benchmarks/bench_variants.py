@@ -1,10 +1,10 @@
 """The schedules every task runs ("variants") and the refinement options they use: the one place that knows them.
 
-A variant is a name: a baseline (`linear`, `cosine`, `warmup_stable_decay`, `schedule_free`), `linear_refined`
-(library defaults, refined from the complete `linear` run), a pilot (`linear_refined_pilot_<f>`, with an optional
-`_<mapping>` suffix) or an option-study variant (`refined_<norm>_<guard><R>`). An option is a plain dict
-``{"name", "norm", "guard", "max_norm_ratio"}``; the library's defaults are a dict of the same keys plus
-``smoothing``.
+A variant is a name: a baseline (`linear`, `cosine`, `warmup_stable_decay`, `schedule_free`; warmup tuned with the
+LR), `linear_refined` (library defaults, refined from the complete `linear` run), a pilot (`linear_refined_pilot_<f>`,
+with an optional `_<mapping>` suffix) or an option-study variant (`refined_<norm>_<guard><R>[_tol<t>]`). An option
+is a plain dict ``{"name", "norm", "guard", "max_norm_ratio", "tolerance"}``; the library's defaults are a dict of
+the same keys plus ``smoothing``.
 """
 
 from __future__ import annotations
@@ -23,16 +23,24 @@ MAIN_SCHEDULES = [
     "linear_refined_pilot_0.2",
 ]
 BASELINES = ["linear", "cosine", "warmup_stable_decay", "schedule_free"]
+#: Every pilot fraction some task runs (a task's own are `cfg["pilot_fractions"]`).
 PILOT_FRACTIONS = (0.05, 0.1, 0.2)
-GUARDS: list[tuple[str, float | None]] = [
-    ("none", None), ("clip", 1.25), ("clip", 1.5), ("clip", 2.0), ("clip", 4.0), ("floor", 1.5), ("floor", 2.0),
+#: The option study (dev tasks only; l2 norms: l1 lost under every guard in the earlier study, README). Each
+#: candidate is refined from the same complete linear run and runs at the LR where `linear_refined` is best.
+#: (guard, R, tolerance); the library default is one of them.
+OPTION_GRID: list[tuple[str, float, float]] = [
+    ("none", 2.0, 1.0), ("clip", 2.0, 1.0), ("floor", 2.0, 1.0), ("floor", 2.0, 1.25), ("floor", 2.0, 1.5),
+    ("floor", 2.0, 2.0), ("floor", 4.0, 1.5),
 ]
-#: The option study runs l1 (Adam form) with these guards only: l2 won clearly under all of them (README).
-L1_GUARDS = ("none", "clip")
 #: Pilot mappings compared side by side at f = 0.1 in the torch-loop tasks (the main rows use the library default).
-PILOT_MAPPINGS = ("stretch",)
+PILOT_MAPPINGS: tuple[str, ...] = ()
 #: The options an option-study variant sets; the others (smoothing) stay at the library's defaults.
-OPTION_KEYS = ("norm", "guard", "max_norm_ratio")
+OPTION_KEYS = ("norm", "guard", "max_norm_ratio", "tolerance")
+
+
+def is_baseline(variant: str) -> bool:
+    """Baselines get their warmup tuned with the LR; refined schedules start at their table."""
+    return variant in BASELINES
 
 
 def library_defaults() -> dict[str, Any]:
@@ -42,13 +50,9 @@ def library_defaults() -> dict[str, Any]:
     return RefineOptions().to_dict()
 
 
-def option_name(norm: str, guard: str, ratio: float | None) -> str:
-    return f"refined_{norm}_{'none' if guard == 'none' else f'{guard}{ratio:g}'}"
-
-
-def studied(norm: str, guard: str) -> bool:
-    """Whether the option study runs this (norm, guard) pair at all."""
-    return norm == "l2" or guard in L1_GUARDS
+def option_name(norm: str, guard: str, ratio: float | None, tolerance: float = 1.0) -> str:
+    name = f"refined_{norm}_{'none' if guard == 'none' else f'{guard}{ratio:g}'}"
+    return name if tolerance == 1.0 or guard == "none" else f"{name}_tol{tolerance:g}"
 
 
 def pilot_variant(fraction: float) -> str:
@@ -65,33 +69,35 @@ def parse_pilot_variant(variant: str) -> tuple[float, str]:
     return float(fraction), mapping or "extend"
 
 
-def guard_label(guard: str, ratio: float | None) -> str:
-    return "none" if guard == "none" else f"{guard} R={ratio:g}"
+def guard_label(guard: str, ratio: float | None, tolerance: float = 1.0) -> str:
+    if guard == "none":
+        return "none"
+    return f"{guard} R={ratio:g}" + (f", tol {tolerance:g}" if tolerance != 1.0 else "")
 
 
 def option_variants(cfg: dict[str, Any]) -> list[dict[str, Any]]:
-    """The option study's grid for a task: norm (l1 too for Adam-family tasks) x guard."""
+    """The option study's candidates for a task (none unless it is a dev task with the study on)."""
     if not cfg["option_study"]:
         return []
-    norms = cfg.get("option_norms") or (["l2", "l1"] if cfg["family"] == "adam" else ["l2"])
-    guards = [tuple(g) for g in cfg["option_guards"]] if cfg.get("option_guards") else GUARDS
     return [
-        {"name": option_name(n, g, r), "norm": n, "guard": g, "max_norm_ratio": r if r is not None else 1.5}
-        for n in norms
-        for g, r in guards
-        if studied(n, g)
+        {"name": option_name("l2", g, r, tol), "norm": "l2", "guard": g, "max_norm_ratio": r, "tolerance": tol}
+        for g, r, tol in OPTION_GRID
     ]
 
 
 def is_default(option: dict[str, Any], defaults: dict[str, Any]) -> bool:
     if option["norm"] != defaults["norm"] or option["guard"] != defaults["guard"]:
         return False
-    return option["guard"] == "none" or float(option["max_norm_ratio"]) == float(defaults["max_norm_ratio"])
+    if option["guard"] == "none":
+        return True
+    return float(option["max_norm_ratio"]) == float(defaults["max_norm_ratio"]) and float(
+        option.get("tolerance", 1.0)
+    ) == float(defaults.get("tolerance", 1.0))
 
 
 def task_variants(cfg: dict[str, Any], options: list[dict[str, Any]], defaults: dict[str, Any]) -> list[str]:
     """Every variant a task runs, in order; the option equal to the library default is `linear_refined` itself."""
-    names = list(BASELINES) + ["linear_refined"] + [pilot_variant(f) for f in PILOT_FRACTIONS]
+    names = list(cfg["baselines"]) + ["linear_refined"] + [pilot_variant(f) for f in cfg["pilot_fractions"]]
     if cfg["kind"] == "loop":
         names += [mapping_variant(m) for m in PILOT_MAPPINGS]
     return names + [o["name"] for o in options if not is_default(o, defaults)]

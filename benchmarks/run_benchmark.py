@@ -48,9 +48,9 @@ HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE), str(HERE.parent / "scripts")]  # the bench_* modules; recipe_data (the offline data)
 
 from bench_plots import plot_refined, plot_task
-from bench_registry import TASKS, aliases, select_tasks
+from bench_registry import TASKS, aliases, protocol, select_tasks
 from bench_report import schedule_shape, task_summary, write_results
-from bench_runner import Progress, TaskRunner, compute_seconds, fmt_time
+from bench_runner import Progress, TaskRunner, compute_seconds, fmt_time, write_json
 from bench_variants import library_defaults
 
 
@@ -106,6 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out) if args.out else HERE.parent / ("results/quick" if args.quick else "results")
     out.mkdir(parents=True, exist_ok=True)
     defaults = library_defaults()
+    write_json(out / "protocol.json", protocol())  # which tasks are dev (choices made there) and held-out
     print(f"[bench] tasks: {', '.join(selected)}; out: {out}; library defaults: {defaults}", flush=True)
 
     runners = {name: TaskRunner(TASKS[name], args.quick, out, defaults) for name in selected}

@@ -15,7 +15,8 @@ from .options import RefineOptionError, RefineOptions
 class RefinedScheduleConfig:
     """Options of the `linear_refined` schedule, as given in `TrainingArguments.lr_scheduler_kwargs`.
 
-    The keys are the fields below plus those of `RefineOptions` (`norm`, `smoothing`, `guard`, `max_norm_ratio`),
+    The keys are the fields below plus those of `RefineOptions` (`norm`, `smoothing`, `guard`, `max_norm_ratio`,
+    `tolerance`),
     side by side as transformers passes them; `options` holds the latter.
 
     Examples:

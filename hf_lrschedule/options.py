@@ -36,7 +36,7 @@ class RefineOptions:
 
     Examples:
         >>> RefineOptions()
-        RefineOptions(norm='l2', smoothing=0.1, guard='floor', max_norm_ratio=2.0)
+        RefineOptions(norm='l2', smoothing=0.1, guard='floor', max_norm_ratio=2.0, tolerance=1.0)
         >>> RefineOptions(smoothing="0.05").smoothing
         0.05
     """
@@ -67,9 +67,17 @@ class RefineOptions:
     max_norm_ratio: float = field(
         default=2.0, metadata={"help": "R of the guard (1 = linear decay, larger = closer to the paper)"}
     )
+    tolerance: float = field(
+        default=1.0,
+        metadata={
+            "help": "norms within this factor of their median count as the median (noise, not shape): the schedule "
+            "is exactly linear decay unless the smoothed norms leave [m/tol, m*tol]; beyond it, the excess ratio "
+            "shapes the schedule (1 = off)"
+        },
+    )
 
     def __post_init__(self) -> None:
-        for name in ("smoothing", "max_norm_ratio"):
+        for name in ("smoothing", "max_norm_ratio", "tolerance"):
             object.__setattr__(self, name, _number(getattr(self, name), name))
         if self.norm not in NORM_KINDS:
             raise RefineOptionError("norm", f"norm must be 'l2' (w = G^-2, SGD form) or 'l1' (w = G^-1, Adam form), got {self.norm!r}")
@@ -87,6 +95,9 @@ class RefineOptions:
             raise RefineOptionError(
                 "max_norm_ratio", f"max_norm_ratio must be a finite number >= 1, got {self.max_norm_ratio!r}"
             )
+
+        if not (self.tolerance >= 1.0 and math.isfinite(self.tolerance)):
+            raise RefineOptionError("tolerance", f"tolerance must be a finite number >= 1, got {self.tolerance!r}")
 
     @classmethod
     def names(cls) -> tuple[str, ...]:

@@ -128,12 +128,23 @@ def filter_width(smoothing: float, num_training_steps: int) -> int:
     return 2 * (int(smoothing * num_training_steps) // 2) + 1
 
 
-def guard_norms(smoothed: np.ndarray, max_norm_ratio: float, guard: str = "clip") -> np.ndarray:
+def guard_norms(
+    smoothed: np.ndarray, max_norm_ratio: float, guard: str = "clip", tolerance: float = 1.0
+) -> np.ndarray:
     """Bound smoothed norms around their median ``m``: ``[m / R, m * R]`` for ``"clip"``, ``[m, m * R]`` for
-    ``"floor"`` (norms below the median count as the median), unchanged for ``"none"``."""
+    ``"floor"`` (norms below the median count as the median), unchanged for ``"none"``.
+
+    With ``tolerance > 1`` the ratio ``r = G / m`` first loses a band of noise: ``r`` within ``[1/tol, tol]`` becomes
+    1, a ratio beyond it keeps only its excess (``r / tol`` above, ``r * tol`` below), so small variation gives
+    exactly linear decay and the map stays continuous.
+    """
     if guard == "none":
         return smoothed
     middle = float(np.median(smoothed))
+    if tolerance > 1.0:
+        ratio = smoothed / middle
+        banded = np.where(ratio > tolerance, ratio / tolerance, np.where(ratio < 1 / tolerance, ratio * tolerance, 1.0))
+        smoothed = middle * banded
     low = middle if guard == "floor" else middle / max_norm_ratio
     return np.clip(smoothed, low, middle * max_norm_ratio)
 
@@ -190,7 +201,7 @@ def refine_schedule(
         positions (`Sequence[float]`, *optional*):
             Training fraction (`[0, 1]`) of each norm, for logs with gaps or logged every k-th step.
         option_overrides:
-            Fields of `RefineOptions` to change (`norm`, `smoothing`, `guard`, `max_norm_ratio`), e.g.
+            Fields of `RefineOptions` to change (`norm`, `smoothing`, `guard`, `max_norm_ratio`, `tolerance`), e.g.
             `guard="none"` for the paper's bare formula.
 
     Returns:
@@ -264,7 +275,7 @@ def refinement_details(
         )
     resampled = resample_by_fraction(values, num_training_steps + 1, fractions)
     smoothed = median_smooth(resampled, width)
-    guarded = guard_norms(smoothed, options.max_norm_ratio, options.guard)
+    guarded = guard_norms(smoothed, options.max_norm_ratio, options.guard, options.tolerance)
     weights = guarded ** -_EXPONENT[options.norm]
     return Refinement(resampled, smoothed, guarded, schedule_from_weights(weights))
 

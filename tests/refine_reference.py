@@ -16,6 +16,7 @@ def refine_schedule_reference(
     smoothing: float = 0.1,
     guard: str = "floor",
     max_norm_ratio: float = 2.0,
+    tolerance: float = 1.0,
 ) -> list[float]:
     """Same contract as `hf_lrschedule.refine_schedule` for clean input (finite, positive norms)."""
     T = num_training_steps
@@ -49,9 +50,22 @@ def refine_schedule_reference(
         window = [padded[min(max(k, 0), len(padded) - 1)] for k in range(t - half, t + half + 1)]
         smoothed.append(statistics.median(window))
 
-    # 3. Guard: clip to [m / R, m * R] ("clip") or [m, m * R] ("floor") around the median m.
+    # 3. Guard: a ratio r = g / m within [1/tol, tol] of the median m becomes 1, beyond it only the excess is kept
+    #    (r / tol above, r * tol below); then clip to [m / R, m * R] ("clip") or [m, m * R] ("floor").
     if guard in ("clip", "floor"):
         m = statistics.median(smoothed)
+        if tolerance > 1.0:
+            banded = []
+            for g in smoothed:
+                r = g / m
+                if r > tolerance:
+                    r = r / tolerance
+                elif r < 1 / tolerance:
+                    r = r * tolerance
+                else:
+                    r = 1.0
+                banded.append(m * r)
+            smoothed = banded
         low = m if guard == "floor" else m / max_norm_ratio
         smoothed = [min(max(g, low), m * max_norm_ratio) for g in smoothed]
 

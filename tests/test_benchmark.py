@@ -24,7 +24,10 @@ SCHEDULES = [
     "linear_refined_pilot_0.1",
     "linear_refined_pilot_0.2",
 ]
-TASKS = ["shakespeare_llama", "smollm2_lora", "fashion_mnist_sgdm", "fashion_mnist_adam", "logreg_sgd"]
+DEV = ["shakespeare_llama", "smollm2_lora", "fashion_mnist_sgdm", "fashion_mnist_adam", "logreg_sgd", "logreg_plain"]
+HELDOUT = ["logreg_credit", "logreg_wa_churn", "logreg_hpc", "logreg_weekly", "fashion_mnist_cnn", "kjv_llama"]
+TASKS = DEV + HELDOUT
+BASELINES = {"linear", "cosine", "warmup_stable_decay", "schedule_free"}
 
 
 @pytest.fixture(scope="module")
@@ -37,6 +40,7 @@ def data_available():
         from recipe_data import prepare_smollm2, prepare_text_corpus
 
         prepare_text_corpus("shakespeare")
+        prepare_text_corpus("kjv")
         prepare_smollm2()
         bench_tasks.fashion_mnist_dir()
     except Exception as error:  # noqa: BLE001 - no network on first use, no apt-get, ...: skip, whatever it is
@@ -64,10 +68,17 @@ def test_quick_benchmark_contract_report_and_resume(tmp_path, data_available):
     # the contract: task -> schedule -> {eval_loss_mean, eval_loss_std, seeds}
     results = json.loads((out / "benchmark.json").read_text())
     assert sorted(results) == sorted(TASKS)
+    assert json.loads((out / "protocol.json").read_text()) == {"dev": DEV, "heldout": HELDOUT}
     for task, schedules in results.items():
-        assert list(schedules) == SCHEDULES, task
+        # dev tasks with the full set of schedules, the others a subset in the same order (linear always)
+        expected = [s for s in SCHEDULES if s in schedules]
+        assert list(schedules) == expected and "linear" in schedules and "linear_refined_pilot_0.1" in schedules, task
+        if task in ("shakespeare_llama", "fashion_mnist_sgdm"):
+            assert expected == SCHEDULES
         for name, entry in schedules.items():
-            assert set(entry) == {"eval_loss_mean", "eval_loss_std", "seeds"}, (task, name)
+            keys = {"eval_loss_mean", "eval_loss_std", "seeds", "best_lr", "lr_grid", "lr_at_grid_edge"}
+            assert set(entry) == keys | ({"warmup_fraction"} if name in BASELINES else set()), (task, name)
+            assert entry["best_lr"] in entry["lr_grid"]
             seeds = entry["seeds"]
             assert len(seeds) >= 2 and all(set(s) == {"seed", "eval_loss"} for s in seeds)
             losses = [s["eval_loss"] for s in seeds]
@@ -79,7 +90,8 @@ def test_quick_benchmark_contract_report_and_resume(tmp_path, data_available):
 
     # the report: main table, targets, option study, timings; PNGs for every task
     report = (out / "benchmark.md").read_text()
-    for heading in ("## Main table", "## Targets", "## Refinement options", "## Pilot cost and refinement speed"):
+    for heading in ("## Main table", "## Targets on the held-out tasks", "## Earlier targets", "## Refinement options",
+                    "## Pilot cost and refinement speed", "at linear's best LR and warmup"):
         assert heading in report
     assert report.count("MET") + report.count("MISSED") >= 3
     for task in TASKS:
@@ -87,7 +99,9 @@ def test_quick_benchmark_contract_report_and_resume(tmp_path, data_available):
         assert any(out.glob(f"{task}*_refined.png"))
     details = json.loads((out / "benchmark_details.json").read_text())
     assert set(details["refine_timings"]) == {"10000", "100000", "1000000"}
-    assert details["option_study"]["rows"] and set(details["targets"]) == {"order", "pilot_keeps_gain", "no_loss_over_1pct"}
+    assert set(details["targets"]) == {"order", "pilot_keeps_gain", "no_loss_over_1pct", "heldout"}
+    assert details["targets"]["heldout"]["tasks"] == HELDOUT
+    assert details["option_study"]["rows"] and set(details["option_study"]["tasks"]) <= set(DEV)
     pilot = details["tasks"]["smollm2_lora"]["problems"]["main"]
     assert pilot["best_lr"]["linear_refined_pilot_0.1"] == pilot["best_lr"]["linear"]  # LoRA shares linear's LR
     # the pilot of the Trainer task (run_pilot) runs exactly the first updates of the linear run

@@ -31,6 +31,36 @@ def test_hand_computed_guards_on_a_dip():
     assert clip.tolist() == pytest.approx([25 / 81, 1.0, 1 / 3, 2 / 9, 1 / 9], rel=1e-12)
 
 
+def test_hand_computed_tolerance_band():
+    # norms [3, 1.2, 1, 1, 0.9] on T = 5, end point held at 0.9: median m = 1.
+    # tol 1.25: ratios within [0.8, 1.25] become 1, 3 keeps its excess 3 / 1.25 = 2.4, then floor R = 2 caps it at 2:
+    # guarded [2, 1, 1, 1, 1, 1], w = [1/4, 1, 1, 1, 1, 1], eta = [5/4, 4, 3, 2, 1] / 4.
+    got = refine_schedule([3.0, 1.2, 1.0, 1.0, 0.9], 5, smoothing=0.0, guard="floor", max_norm_ratio=2.0, tolerance=1.25)
+    assert got.tolist() == pytest.approx([0.3125, 1.0, 0.75, 0.5, 0.25], rel=1e-12)
+    # without the band the 1.2 is shape too: guarded [2, 1.2, 1, 1, 1, 1], w = [1/4, 1/1.44, 1, 1, 1, 1]
+    plain = refine_schedule([3.0, 1.2, 1.0, 1.0, 0.9], 5, smoothing=0.0, guard="floor", max_norm_ratio=2.0)
+    assert plain[1] < 1.0 and plain.argmax() == 2
+
+
+def test_variation_inside_the_band_is_exactly_linear():
+    # a steady decline from 1.2x to 0.85x of the median never leaves a band of 1.25: linear decay, bit for bit
+    T = 400
+    norms = np.linspace(1.2, 0.85, 1000)
+    got = refine_schedule(norms, T, tolerance=1.25)
+    assert got.tolist() == [(T - t) / T for t in range(T)]
+    old = refine_schedule(norms, T, tolerance=1.0)  # the old default bent the schedule for this decline
+    assert np.max(np.abs(old - (T - np.arange(T)) / T)) > 0.05
+
+
+def test_tolerance_map_is_continuous_at_the_band_edge():
+    from hf_lrschedule.refine import guard_norms
+
+    m = 1.0
+    around = np.array([1.25 - 1e-9, 1.25, 1.25 + 1e-9, 0.5, 1.0, 1.0, 1.0]) * m
+    guarded = guard_norms(around, 2.0, "clip", 1.25)
+    assert guarded[:3] == pytest.approx([1.0, 1.0, 1.0], abs=1e-8)
+
+
 @pytest.mark.parametrize("T", [1, 2, 7, 100, 1234])
 @pytest.mark.parametrize("norm", ["l1", "l2"])
 def test_constant_norms_give_exact_linear_decay(T, norm):
@@ -39,21 +69,23 @@ def test_constant_norms_give_exact_linear_decay(T, norm):
 
 
 @pytest.mark.parametrize(
-    "N,T,norm,smoothing,guard,ratio",
+    "N,T,norm,smoothing,guard,ratio,tolerance",
     [
-        (50, 37, "l2", 0.1, "clip", 1.5),
-        (7, 100, "l1", 0.3, "none", 2.0),
-        (300, 64, "l2", 0.05, "clip", 3.0),
-        (1000, 1000, "l1", 0.1, "none", 1.5),
-        (2, 9, "l2", 0.5, "clip", 1.1),
-        (120, 80, "l2", 0.1, "floor", 1.5),
-        (40, 200, "l1", 0.2, "floor", 4.0),
+        (50, 37, "l2", 0.1, "clip", 1.5, 1.0),
+        (7, 100, "l1", 0.3, "none", 2.0, 1.0),
+        (300, 64, "l2", 0.05, "clip", 3.0, 1.0),
+        (1000, 1000, "l1", 0.1, "none", 1.5, 1.0),
+        (2, 9, "l2", 0.5, "clip", 1.1, 1.0),
+        (120, 80, "l2", 0.1, "floor", 1.5, 1.0),
+        (40, 200, "l1", 0.2, "floor", 4.0, 1.0),
+        (150, 90, "l2", 0.1, "floor", 2.0, 1.25),
+        (60, 120, "l2", 0.05, "clip", 3.0, 1.5),
     ],
 )
-def test_fast_matches_reference(N, T, norm, smoothing, guard, ratio):
+def test_fast_matches_reference(N, T, norm, smoothing, guard, ratio, tolerance):
     rng = np.random.default_rng(N + T)
     norms = rng.lognormal(size=N)
-    kwargs = dict(norm=norm, smoothing=smoothing, guard=guard, max_norm_ratio=ratio)
+    kwargs = dict(norm=norm, smoothing=smoothing, guard=guard, max_norm_ratio=ratio, tolerance=tolerance)
     fast = refine_schedule(norms, T, **kwargs)
     reference = refine_schedule_reference(norms.tolist(), T, **kwargs)
     np.testing.assert_allclose(fast, reference, rtol=1e-12, atol=1e-15)
@@ -164,6 +196,8 @@ def test_fewer_values_than_filter_needs_warns_and_works():
         (dict(smoothing=-0.1), "smoothing must be"),
         (dict(guard="soft"), "guard must be"),
         (dict(max_norm_ratio=0.5), "max_norm_ratio"),
+        (dict(tolerance=0.9), "tolerance must be a finite number >= 1"),
+        (dict(tolerance="wide"), "tolerance must be a number"),
     ],
 )
 def test_bad_options_raise(kwargs, match):

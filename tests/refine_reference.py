@@ -16,7 +16,7 @@ def refine_schedule_reference(
     smoothing: float = 0.1,
     guard: str = "floor",
     max_norm_ratio: float = 2.0,
-    tolerance: float = 1.0,
+    tolerance: float = 2.0,
 ) -> list[float]:
     """Same contract as `hf_lrschedule.refine_schedule` for clean input (finite, positive norms)."""
     T = num_training_steps

@@ -23,11 +23,11 @@ def test_hand_computed_guards_on_a_dip():
     # norms [2, 0.5, 1, 1, 1] on T = 5, end point held at 1: median m = 1.
     # floor (R = 1.5) bounds to [1, 1.5]: [1.5, 1, 1, 1, 1, 1], w = [4/9, 1, 1, 1, 1, 1],
     # eta = [4/9 * 5, 4, 3, 2, 1] -> / 4 = [5/9, 1, 3/4, 1/2, 1/4]: the dip changes nothing.
-    floor = refine_schedule([2.0, 0.5, 1.0, 1.0, 1.0], 5, smoothing=0.0, guard="floor", max_norm_ratio=1.5)
+    floor = refine_schedule([2.0, 0.5, 1.0, 1.0, 1.0], 5, smoothing=0.0, guard="floor", max_norm_ratio=1.5, tolerance=1)
     assert floor.tolist() == pytest.approx([5 / 9, 1.0, 0.75, 0.5, 0.25], rel=1e-12)
     # clip (R = 1.5) bounds to [2/3, 1.5]: w = [4/9, 9/4, 1, 1, 1, 1], tails [25/4, 4, 3, 2, 1],
     # eta = [25/9, 9, 3, 2, 1] -> / 9: the dip takes the peak and the rest drops to a third.
-    clip = refine_schedule([2.0, 0.5, 1.0, 1.0, 1.0], 5, smoothing=0.0, guard="clip", max_norm_ratio=1.5)
+    clip = refine_schedule([2.0, 0.5, 1.0, 1.0, 1.0], 5, smoothing=0.0, guard="clip", max_norm_ratio=1.5, tolerance=1)
     assert clip.tolist() == pytest.approx([25 / 81, 1.0, 1 / 3, 2 / 9, 1 / 9], rel=1e-12)
 
 
@@ -38,7 +38,7 @@ def test_hand_computed_tolerance_band():
     got = refine_schedule([3.0, 1.2, 1.0, 1.0, 0.9], 5, smoothing=0.0, guard="floor", max_norm_ratio=2.0, tolerance=1.25)
     assert got.tolist() == pytest.approx([0.3125, 1.0, 0.75, 0.5, 0.25], rel=1e-12)
     # without the band the 1.2 is shape too: guarded [2, 1.2, 1, 1, 1, 1], w = [1/4, 1/1.44, 1, 1, 1, 1]
-    plain = refine_schedule([3.0, 1.2, 1.0, 1.0, 0.9], 5, smoothing=0.0, guard="floor", max_norm_ratio=2.0)
+    plain = refine_schedule([3.0, 1.2, 1.0, 1.0, 0.9], 5, smoothing=0.0, guard="floor", max_norm_ratio=2.0, tolerance=1)
     assert plain[1] < 1.0 and plain.argmax() == 2
 
 
@@ -105,13 +105,13 @@ def test_properties_from_the_paper():
 def test_guard_keeps_peak_early_where_the_bare_formula_moves_it_late():
     falling = np.linspace(1.0, 0.05, 1000)
     bare = refinement_details(falling, 1000, guard="none")
-    guarded = refinement_details(falling, 1000, guard="clip", max_norm_ratio=1.5)
+    guarded = refinement_details(falling, 1000, guard="clip", max_norm_ratio=1.5, tolerance=1)
     assert bare.peak_fraction > 0.9
     assert guarded.peak_fraction < bare.peak_fraction - 0.2
     # R = 1 is linear decay: the guard interpolates between linear and the paper's formula
-    assert refine_schedule(falling, 10, max_norm_ratio=1.0).tolist() == [(10 - t) / 10 for t in range(10)]
+    assert refine_schedule(falling, 10, max_norm_ratio=1.0, tolerance=1).tolist() == [(10 - t) / 10 for t in range(10)]
     # the floor guard ignores the fall below the median: the peak stays where the norms reach the median
-    floored = refinement_details(falling, 1000, guard="floor", max_norm_ratio=1.5)
+    floored = refinement_details(falling, 1000, guard="floor", max_norm_ratio=1.5, tolerance=1)
     assert abs(floored.peak_fraction - 0.5) <= 0.01
 
 
@@ -232,14 +232,19 @@ def test_peaks_on_the_authors_logs(shared_logs, name, norm, peak, tolerance):
     assert abs(100 * details.peak_fraction - peak) <= tolerance
 
 
-def test_default_guard_keeps_the_late_roberta_peak(shared_logs):
-    # The paper's late RoBERTa peak (45 %) survives the default guard; the symmetric clip (R = 1.5) moves it to 0.
+def test_floor_guard_keeps_the_late_roberta_peak_and_the_default_band_trades_it_for_safety(shared_logs):
+    # The paper's late RoBERTa peak (45 %) survives the floor guard without a band (tolerance 1); the symmetric clip
+    # (R = 1.5) moves it to 0. Its norms vary by less than 2x around their median, so the default band (tolerance
+    # 2, chosen for safety on the dev tasks, README "The method") treats them as noise: the peak moves to ~2 %.
     log = load_grad_norms(shared_logs / "roberta_l1.csv")
     values = log.l2[~np.isinf(log.l2)][2:-2]
     smoothing = 1001 / max(values.size, 10_000)
+    floor = refinement_details(values, 10_000, norm="l1", smoothing=smoothing, tolerance=1)
+    clip = refinement_details(values, 10_000, norm="l1", smoothing=smoothing, guard="clip", max_norm_ratio=1.5,
+                              tolerance=1)
     default = refinement_details(values, 10_000, norm="l1", smoothing=smoothing)
-    clip = refinement_details(values, 10_000, norm="l1", smoothing=smoothing, guard="clip", max_norm_ratio=1.5)
-    assert abs(100 * default.peak_fraction - 45.0) <= 3.0 and clip.peak_fraction < 0.01
+    assert abs(100 * floor.peak_fraction - 45.0) <= 3.0 and clip.peak_fraction < 0.01
+    assert default.peak_fraction < 0.05
 
 
 def test_list_input_takes_the_vectorised_path_with_the_same_result_and_checks():

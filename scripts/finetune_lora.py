@@ -36,6 +36,11 @@ class RecipeArguments:
     lora_alpha: int = field(default=16)
     lora_dropout: float = field(default=0.0)
     lora_target_modules: str = field(default="q_proj,k_proj,v_proj,o_proj,up_proj,down_proj,gate_proj")
+    lora_last_layers: int = field(
+        default=0,
+        metadata={"help": "adapters on the last N decoder layers only (0: all); the backward pass then stops there, "
+                  "which is what makes a CPU run fast"},
+    )
     record_grad_norms: bool = field(default=True, metadata={"help": "write <output_dir>/grad_norms.json"})
     tiny_model: bool = field(default=False, metadata={"help": "a 2-layer random Llama with the same tokenizer (tests)"})
 
@@ -78,17 +83,23 @@ def block_dataset(recipe: RecipeArguments, tokenizer, training_args: TrainingArg
     return train, evaluation
 
 
-def main() -> None:
-    recipe, training_args = TrlParser((RecipeArguments, TrainingArguments)).parse_args_and_config()
-    model, tokenizer = load_model_and_tokenizer(recipe)
+def lora_model(recipe: RecipeArguments, model, seed: int):
+    """`model` with LoRA adapters (initialised from `seed`, so that runs in one process start alike)."""
     from peft import LoraConfig, get_peft_model
+    from transformers import set_seed
 
+    set_seed(seed)
+    layers = model.config.num_hidden_layers
+    last = min(recipe.lora_last_layers, layers) if recipe.lora_last_layers > 0 else layers
     lora = LoraConfig(
         r=recipe.lora_r, lora_alpha=recipe.lora_alpha, lora_dropout=recipe.lora_dropout,
         target_modules=recipe.lora_target_modules.split(","), task_type="CAUSAL_LM",
+        layers_to_transform=list(range(layers - last, layers)) if last < layers else None,
     )
-    model = get_peft_model(model, lora)
-    train, evaluation = block_dataset(recipe, tokenizer, training_args)
+    return get_peft_model(model, lora)
+
+
+def build_trainer(recipe: RecipeArguments, training_args: TrainingArguments, model, train, evaluation) -> Trainer:
     trainer = Trainer(
         model=model, args=training_args, train_dataset=train, eval_dataset=evaluation,
         data_collator=default_data_collator,
@@ -97,6 +108,11 @@ def main() -> None:
         from hf_lrschedule import GradNormRecorderCallback
 
         GradNormRecorderCallback().attach(trainer)
+    return trainer
+
+
+def train_and_evaluate(trainer: Trainer, training_args: TrainingArguments) -> dict:
+    """Train, evaluate, write `<output_dir>/eval_results.json`; returns the metrics."""
     trainer.train()
     metrics = trainer.evaluate()
     metrics["perplexity"] = math.exp(metrics["eval_loss"])
@@ -107,6 +123,15 @@ def main() -> None:
         with open(os.path.join(training_args.output_dir, "eval_results.json"), "w") as handle:
             json.dump(metrics, handle, indent=1)
     print(f"eval_loss {metrics['eval_loss']:.4f} ({metrics['lr_scheduler_type']})")
+    return metrics
+
+
+def main() -> None:
+    recipe, training_args = TrlParser((RecipeArguments, TrainingArguments)).parse_args_and_config()
+    model, tokenizer = load_model_and_tokenizer(recipe)
+    model = lora_model(recipe, model, training_args.seed)
+    train, evaluation = block_dataset(recipe, tokenizer, training_args)
+    train_and_evaluate(build_trainer(recipe, training_args, model, train, evaluation), training_args)
 
 
 if __name__ == "__main__":

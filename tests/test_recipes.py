@@ -82,3 +82,7 @@ def test_main_job_short(tmp_path):
     assert "linear_refined" in proc.stdout and "vs linear" in proc.stdout
     summary = json.loads((tmp_path / "main" / "summary.json").read_text())
     assert set(summary["eval_loss"]) == {"linear", "linear_refined"}
+    assert "mean LR multiplier" in summary["pilot"]["description"] and Path(summary["pilot"]["schedule"]).is_file()
+    # the refined run trained with the pilot's schedule, the baseline with linear decay
+    for name in ("linear", "linear_refined"):
+        assert json.loads((tmp_path / "main" / name / "eval_results.json").read_text())["lr_scheduler_type"] == name

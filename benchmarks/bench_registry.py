@@ -208,6 +208,7 @@ def _logreg(cfg: dict[str, Any], key: str) -> bench_tasks.LoopProblem:
 
 register_task(BenchTask(
     "shakespeare_llama", group=1, kind="loop", family="adam", aliases=("llama",), problem=_shakespeare_llama,
+    pilot_fractions=(0.1,),  # the other fractions cost 12 runs of 250 steps; measured on the cheaper tasks
     what="Llama {layers}L×{hidden} from scratch, bytes, batch {batch_size}×{seq_len}, AdamW, clip 1",
     full=Sizes(
         steps=250, lrs=(2e-3, 4e-3, 8e-3), seeds=(0, 1, 2), tune_seeds=(0,), num_evals=5, est_step_s=0.05,

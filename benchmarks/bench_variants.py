@@ -29,8 +29,7 @@ PILOT_FRACTIONS = (0.05, 0.1, 0.2)
 #: candidate is refined from the same complete linear run and runs at the LR where `linear_refined` is best.
 #: (guard, R, tolerance); the library default is one of them.
 OPTION_GRID: list[tuple[str, float, float]] = [
-    ("none", 2.0, 1.0), ("clip", 2.0, 1.0), ("floor", 2.0, 1.0), ("floor", 2.0, 1.25), ("floor", 2.0, 1.5),
-    ("floor", 2.0, 2.0), ("floor", 4.0, 1.5),
+    ("none", 2.0, 1.0), ("floor", 2.0, 1.0), ("floor", 2.0, 1.5), ("floor", 2.0, 2.0),
 ]
 #: Pilot mappings compared side by side at f = 0.1 in the torch-loop tasks (the main rows use the library default).
 PILOT_MAPPINGS: tuple[str, ...] = ()

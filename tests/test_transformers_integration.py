@@ -215,3 +215,19 @@ def test_trl_sft_config_and_yaml(tmp_path):
     yaml_file.write_text(f"output_dir: {tmp_path}\nbf16: false\nlr_scheduler_type: linear_refined\nlr_scheduler_kwargs:\n  smoothing: 0.05\n")
     (parsed,) = TrlParser((SFTConfig,)).parse_args_and_config(["--config", str(yaml_file)])
     assert parsed.lr_scheduler_type is SchedulerType.LINEAR_REFINED and parsed.lr_scheduler_kwargs == {"smoothing": 0.05}
+
+
+def test_refine_schedule_defaults_are_exactly_what_linear_refined_uses_by_default():
+    # One code path (issue 9): a spike of 3x, then norms wandering within the default tolerance band; the public
+    # refine_schedule with no options and the scheduler with no options give the same multipliers, bit for bit.
+    T = 60
+    norms = [3.0] * 6 + [1.0 + 0.3 * ((k * 7) % 5 - 2) / 2 for k in range(54)]
+    p = torch.nn.Parameter(torch.zeros(1))
+    sched = get_scheduler(
+        "linear_refined", torch.optim.SGD([p], lr=1.0), num_warmup_steps=0, num_training_steps=T,
+        scheduler_specific_kwargs={"grad_norms": norms},
+    )
+    got = [sched.lr_lambdas[0](t) for t in range(T)]
+    assert got == hf_lrschedule.refine_schedule(norms, T).tolist()
+    assert got == pytest.approx(refine_schedule_reference(norms, T), rel=1e-12)  # the reference's defaults: 2.0 band
+    assert got[0] < got[max(range(T), key=got.__getitem__)]  # the spike still gives a warmup

@@ -233,10 +233,11 @@ register_task(BenchTask(
                "eval_every": 100, "lora_r": 8, "lora_alpha": 16, "lora_last_layers": 8},
     ),
     quick=Sizes(
-        warmups=(0.05,), lr_extensions=0, steps=200, lrs=(4e-3,), seeds=(0, 1), tune_seeds=(0,), option_study=False, est_step_s=0.01,
+        warmups=(0.05,), lr_extensions=0, steps=100, lrs=(4e-3,), seeds=(0, 1), tune_seeds=(0,), option_study=False,
+        est_step_s=0.01,
         what="tiny random Llama with SmolLM2's tokenizer (quick mode), LoRA, AdamW",
         model={"block_size": 8, "batch_size": 1, "train_blocks": 400, "eval_blocks": 4, "eval_batch_size": 4,
-               "eval_every": 100, "lora_r": 4, "lora_alpha": 8, "tiny_model": True},
+               "eval_every": 50, "lora_r": 4, "lora_alpha": 8, "tiny_model": True},
     ),
 ))
 

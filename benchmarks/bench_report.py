@@ -492,7 +492,7 @@ def _main_table(summary: dict[str, Any]) -> list[str]:
         "",
         ("An LR marked `*` is at the edge of its grid even after the grid grew (the optimum may lie outside); "
         "`w5%` = the tuned warmup. *At linear's best LR and warmup*: the refined schedule run at linear's tuned LR "
-        "(what a user who only flips the flag gets; the refined table replaces the warmup)."),
+        "with linear's tuned warmup kept as a ramp to the table's first value (what a user who only changes `--lr_scheduler_type` gets)."),
         "",
     ]
 

@@ -190,6 +190,16 @@ class TaskRunner:
         """The warmup fraction of the tuned linear run (pilots and refinement start from linear as users run it)."""
         return self.best_warmup[(problem, "linear")]
 
+    def flag_flip(self, problem: str) -> tuple[float, float | None]:
+        """(LR, warmup) of a refined cell "at linear's best LR and warmup": what a user who only changes
+        `--lr_scheduler_type` gets (their `--warmup_steps` stays: a ramp to the table's first value, the library's
+        rule). A zero warmup is the table alone, the same cell as the main row's."""
+        w = self.linear_warmup(problem)
+        return self.best_lr[(problem, "linear")], (w or None)
+
+    def runs_flag_flip(self, variant: str) -> bool:
+        return not is_baseline(variant) and self.option(variant) is None
+
     def weight(self, variant: str) -> float:
         """A cell's share of the ETA: a LoRA pilot cell also runs its pilot."""
         if self.cfg["kind"] == "lora" and variant.startswith("linear_refined_pilot_"):
@@ -205,8 +215,8 @@ class TaskRunner:
             grid = 1 if self.shares_lr(variant) else len(self.cfg["lrs"])
             grid *= len(self.warmups(variant))
             count = grid * len(tune) + len(seeds) - len(tune) if grid > 1 else len(seeds)
-            if not is_baseline(variant) and not self.shares_lr(variant):
-                count += len(seeds) - len(tune)  # at linear's best LR, when it differs
+            if self.runs_flag_flip(variant):
+                count += len(seeds)  # at linear's best LR and warmup
             total += count * self.weight(variant)
         return total * len(self.cfg["problems"])
 
@@ -311,9 +321,8 @@ class TaskRunner:
     def spec(
         self, problem: str, variant: str, lr: float, seed: int, warmup: float | None = None
     ) -> tuple[dict, dict, dict]:
-        """(schedule spec, cache meta, extras) of a cell. Refined cells compute their table here."""
-        from hf_lrschedule.pilot import pilot_profile
-
+        """(schedule spec, cache meta, extras) of a cell. Refined cells compute their table here; their `warmup`
+        (None in the main rows) is a ramp before the table, as `--warmup_steps` gives with `linear_refined`."""
         meta: dict[str, Any] = {"variant": variant, "lr": lr, "seed": seed}
         if is_baseline(variant):
             meta["warmup"] = warmup
@@ -321,6 +330,15 @@ class TaskRunner:
             if variant == "schedule_free":
                 return {"kind": "schedule_free"}, meta, extra
             return {"kind": "hf", "name": variant}, meta, extra
+        spec, meta, extra = self.refined_spec(problem, variant, lr, seed, meta)
+        if warmup is not None:  # the flag flip: the user's warmup ramps to the table's first value
+            meta["warmup"] = warmup
+            extra["refined_warmup_steps"] = self.warmup_steps(warmup)
+        return spec, meta, extra
+
+    def refined_spec(self, problem: str, variant: str, lr: float, seed: int, meta: dict[str, Any]):
+        from hf_lrschedule.pilot import pilot_profile
+
         lora = self.cfg["kind"] == "lora"
         if variant.startswith("linear_refined_pilot_"):
             fraction, mapping = parse_pilot_variant(variant)
@@ -363,14 +381,14 @@ class TaskRunner:
                     spec = self.recorder_spec(spec, Path(folder))
                 return bench_tasks.run_lora(
                     {**cfg["model"], "steps": self.T, "warmup": extra.get("warmup_steps", 0),
-                     "wsd_decay": cfg["wsd_decay"]}, data,
+                     "refined_warmup": extra.get("refined_warmup_steps", 0), "wsd_decay": cfg["wsd_decay"]}, data,
                     spec=spec, lr=lr, seed=seed, pilot_fraction=extra.get("pilot_fraction"),
                     progress=self.progress.step,
                 )
         marks = tuple(sorted({math.ceil(f * self.T) for f in cfg["pilot_fractions"]}))
         return bench_tasks.run_loop(
             self.problem(problem), spec=spec, lr=lr, seed=seed, num_training_steps=self.T,
-            warmup=extra.get("warmup_steps", 0),
+            warmup=extra.get("warmup_steps", extra.get("refined_warmup_steps", 0)),
             wsd_decay=cfg["wsd_decay"], num_evals=cfg["num_evals"], max_steps=extra.get("max_steps"), mark_steps=marks,
             progress=self.progress.step if cfg["est_step_s"] * self.T > 5 else None,
         )
@@ -421,9 +439,10 @@ class TaskRunner:
                     self.cell(problem, variant, best[0], seed, best[1])
         self.best_lr[(problem, variant)], self.best_warmup[(problem, variant)] = best
         self.lr_grid[(problem, variant)] = grid
-        if not is_baseline(variant) and not self.shares_lr(variant):
+        if self.runs_flag_flip(variant):
+            lin_lr, lin_w = self.flag_flip(problem)
             for seed in seeds:  # what a user who only flips the flag gets
-                self.cell(problem, variant, self.best_lr[(problem, "linear")], seed)
+                self.cell(problem, variant, lin_lr, seed, lin_w)
 
     def run(self) -> None:
         for problem in self.cfg["problems"]:
@@ -474,11 +493,12 @@ class TaskRunner:
                     "seeds": [{"seed": s, "eval_loss": c.get("eval_loss")} for s, c in zip(self.cfg["seeds"], cells)],
                     "cells": cells,
                 }
-                if not is_baseline(variant) and not self.shares_lr(variant):
-                    lin_lr = self.best_lr[(problem, "linear")]
-                    at = [self.cell(problem, variant, lin_lr, s, count=False) for s in self.cfg["seeds"]]
+                if self.runs_flag_flip(variant):
+                    lin_lr, lin_w = self.flag_flip(problem)
+                    at = [self.cell(problem, variant, lin_lr, s, lin_w, count=False) for s in self.cfg["seeds"]]
                     row["at_linear_lr"] = {
-                        "lr": lin_lr, "seeds": [{"seed": s, "eval_loss": c.get("eval_loss")} for s, c in zip(self.cfg["seeds"], at)]
+                        "lr": lin_lr, "warmup_fraction": lin_w or 0.0,
+                        "seeds": [{"seed": s, "eval_loss": c.get("eval_loss")} for s, c in zip(self.cfg["seeds"], at)],
                     }
                 rows[variant] = row
             out[problem] = rows

@@ -216,8 +216,9 @@ def build_scheduler(spec: dict[str, Any], optimizer, num_training_steps: int, wa
     kind = spec["kind"]
     if kind == "schedule_free":
         return None
-    if kind == "table":  # linear_refined's own multiplier (the table from step 0: no warmup)
-        return LambdaLR(optimizer, LinearRefinedLambda(num_training_steps=num_training_steps, table=spec["table"]))
+    if kind == "table":  # linear_refined's own multiplier: the table (a warmup, if any, ramps to its first value)
+        multiplier = LinearRefinedLambda(num_training_steps=num_training_steps, num_warmup_steps=warmup, table=spec["table"])
+        return LambdaLR(optimizer, multiplier)
     if kind == "hf":
         extra = {"num_decay_steps": wsd_decay} if spec["name"] == "warmup_stable_decay" else None
         return get_scheduler(
@@ -602,7 +603,7 @@ def run_lora(
     elif kind == "schedule_free":
         scheduler_type, optim = "constant", "schedule_free_adamw"
     elif kind == "grad_norms":
-        scheduler_type, warmup = "linear_refined", 0
+        scheduler_type, warmup = "linear_refined", cfg.get("refined_warmup", 0)
         scheduler_kwargs = {"grad_norms": spec["grad_norms"], **spec.get("options", {})}  # options: the option study
     elif kind == "pilot":
         scheduler_type = "linear"  # run_pilot switches it to linear_refined
@@ -656,8 +657,8 @@ def run_lora(
             pilot_info["pilot_grad_norms_l2"] = pilot_norms["l2"]
             pilot_info["pilot_steps"] = len(pilot_norms["l2"])
             pilot_info["peak_fraction"] = schedule.get("peak_fraction")
-            # The refined run starts at the table (its own data-driven warmup), like every refined cell here.
-            trainer.args.warmup_steps = 0
+            # The refined run starts at the table (its own data-driven warmup) unless the cell keeps the user's.
+            trainer.args.warmup_steps = cfg.get("refined_warmup", 0)  # the flag-flip cells keep the user's warmup
         t0 = time.perf_counter()
         trainer.train()
         train_s = time.perf_counter() - t0

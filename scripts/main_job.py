@@ -2,13 +2,13 @@
 
 One process, so the model is converted and the text tokenized once:
 
-1. a pilot (`hf_lrschedule.run_pilot`, 10 % of the steps) records the gradient norms and refines the schedule,
+1. a pilot (`hf_lrschedule.run_pilot`, 20 % of the steps: 12 of 60) records the gradient norms and refines the schedule,
    then the full run trains with it (`linear_refined`);
 2. a linear-decay baseline of the same length, from the same initial weights and data order;
 3. the eval losses side by side, what the refined schedule changes, and the schedule picture.
 
 The same recipe runs as separate commands, as a user would run it:
-`hf-lrschedule pilot --fraction 0.1 -- python scripts/finetune_lora.py --config recipes/lora_smollm2_cpu.yaml`.
+`hf-lrschedule pilot --fraction 0.2 -- python scripts/finetune_lora.py --config recipes/lora_smollm2_cpu.yaml`.
 
     python scripts/main_job.py                  # about 4 minutes on a 2-core CPU
     python scripts/main_job.py --max_steps 40   # a quicker look
@@ -28,8 +28,8 @@ ROOT = Path(__file__).resolve().parent.parent
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", default="recipes/lora_smollm2_cpu.yaml")
-    parser.add_argument("--max_steps", type=int, default=100)
-    parser.add_argument("--fraction", type=float, default=0.1)
+    parser.add_argument("--max_steps", type=int, default=60)
+    parser.add_argument("--fraction", type=float, default=0.2)
     parser.add_argument("--out", default="runs/main_job")
     args = parser.parse_args()
     start = time.perf_counter()

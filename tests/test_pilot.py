@@ -1,4 +1,5 @@
 import json
+import logging
 import shutil
 import sys
 
@@ -158,3 +159,17 @@ def test_pilot_steps_rule():
     assert PilotSettings(phase="pilot", fraction=0.1).pilot_steps(1000) == 100
     with pytest.raises(RuntimeError, match="use --fraction 0.1 or more"):
         PilotSettings(phase="pilot", fraction=0.01).pilot_steps(100)
+
+
+def test_a_pilot_inside_the_warmup_warns(tmp_path, caplog):
+    trainer = tiny_trainer(tmp_path / "run", max_steps=40, per_device_train_batch_size=2, learning_rate=BASE_LR,
+                           warmup_steps=12, lr_scheduler_type="linear")
+    with caplog.at_level(logging.WARNING, logger="hf_lrschedule"):
+        run_pilot(trainer, fraction=0.25, out=tmp_path / "pilot")  # 10 pilot steps, 12 warmup steps
+    assert any("ends inside the warmup (12 steps)" in r.getMessage() for r in caplog.records)
+    caplog.clear()
+    trainer = tiny_trainer(tmp_path / "run2", max_steps=40, per_device_train_batch_size=2, learning_rate=BASE_LR,
+                           warmup_steps=4, lr_scheduler_type="linear")
+    with caplog.at_level(logging.WARNING, logger="hf_lrschedule"):
+        run_pilot(trainer, fraction=0.25, out=tmp_path / "pilot2")
+    assert not any("inside the warmup" in r.getMessage() for r in caplog.records)

@@ -111,8 +111,9 @@ def build_trainer(recipe: RecipeArguments, training_args: TrainingArguments, mod
     return trainer
 
 
-def train_and_evaluate(trainer: Trainer, training_args: TrainingArguments) -> dict:
+def train_and_evaluate(trainer: Trainer) -> dict:
     """Train, evaluate, write `<output_dir>/eval_results.json`; returns the metrics."""
+    training_args = trainer.args
     trainer.train()
     metrics = trainer.evaluate()
     metrics["perplexity"] = math.exp(metrics["eval_loss"])
@@ -131,7 +132,7 @@ def main() -> None:
     model, tokenizer = load_model_and_tokenizer(recipe)
     model = lora_model(recipe, model, training_args.seed)
     train, evaluation = block_dataset(recipe, tokenizer, training_args)
-    train_and_evaluate(build_trainer(recipe, training_args, model, train, evaluation), training_args)
+    train_and_evaluate(build_trainer(recipe, training_args, model, train, evaluation))
 
 
 if __name__ == "__main__":

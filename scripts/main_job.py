@@ -77,7 +77,7 @@ def main() -> int:
                      "peak_fraction": schedule.get("peak_fraction"),
                      "description": describe_schedule(schedule["multipliers"]),
                      "plot": str(Path(schedule_path).with_name("schedule.png"))}
-        rows[name] = train_and_evaluate(trainer, training_args)
+        rows[name] = train_and_evaluate(trainer)
 
     base = rows["linear"]["eval_loss"]
     print(f"\n[main job] done in {time.perf_counter() - start:.0f} s. SmolLM2-135M + LoRA, Shakespeare, "

@@ -78,7 +78,10 @@ def test_quick_benchmark_contract_report_and_resume(tmp_path, data_available):
         for name, entry in schedules.items():
             keys = {"eval_loss_mean", "eval_loss_std", "seeds", "best_lr", "lr_grid", "lr_at_grid_edge"}
             assert set(entry) == keys | ({"warmup_fraction"} if name in BASELINES else set()), (task, name)
-            assert entry["best_lr"] in entry["lr_grid"]
+            if isinstance(entry["best_lr"], dict):  # a task over several data sets: one per data set
+                assert all(entry["best_lr"][k] in entry["lr_grid"][k] for k in entry["best_lr"]), (task, name)
+            else:
+                assert entry["best_lr"] in entry["lr_grid"], (task, name)
             seeds = entry["seeds"]
             assert len(seeds) >= 2 and all(set(s) == {"seed", "eval_loss"} for s in seeds)
             losses = [s["eval_loss"] for s in seeds]

@@ -134,11 +134,13 @@ def test_in_process_pilot_restores_model_and_data_order(tmp_path):
     plain = make(tmp_path / "plain")
     plain.train()
     trainer = make(tmp_path / "refined")
+    args = trainer.args
     before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
     schedule = run_pilot(trainer, fraction=0.25, out=tmp_path / "pilot")
     after = trainer.model.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)
     assert trainer.args.output_dir == str(tmp_path / "refined")
+    assert trainer.args is args and args.lr_scheduler_kwargs == {"schedule": str(schedule)}  # the caller's object
     trainer.train()
     first = lambda t: next(e["loss"] for e in t.state.log_history if e.get("step") == 1)
     assert first(trainer) == first(plain)  # same weights and same first batch as without the pilot

@@ -152,7 +152,8 @@ def run_pilot(
     directory = Path(out).resolve()
     directory.mkdir(parents=True, exist_ok=True)
     settings = PilotSettings(phase="pilot", directory=directory, fraction=fraction, mapping=mapping)
-    saved_args = copy.deepcopy(trainer.args)
+    user_args = trainer.args  # the caller's object: the pilot runs on a copy, so only the two scheduler fields
+    trainer.args = copy.deepcopy(user_args)  # below ever change in it (its output_dir stays the full run's)
     model = trainer.model
     saved_weights = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
     saved_optimizer = copy.deepcopy(trainer.optimizer.state_dict()) if trainer.optimizer is not None else None
@@ -167,7 +168,7 @@ def run_pilot(
             trainer.train()
     finally:
         trainer.callback_handler.callbacks = saved_callbacks
-        trainer.args = saved_args
+        trainer.args = user_args
         model.load_state_dict(saved_weights)
         if saved_optimizer is not None:
             trainer.optimizer.load_state_dict(saved_optimizer)

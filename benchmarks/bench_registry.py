@@ -53,9 +53,6 @@ class Sizes:
     #: Data sets of a multi-data-set task (the task's loss is their mean); one data set is "main".
     problems: tuple[str, ...] = ("main",)
     option_study: bool = True
-    #: Option study: the norms (default: l2, and l1 for Adam-family tasks) and guards (default: `GUARDS`) to run.
-    option_norms: tuple[str, ...] | None = None
-    option_guards: tuple[tuple[str, float | None], ...] | None = None
     #: The description when it differs from the task's (a stand-in model).
     what: str | None = None
     #: Warmups of the baselines, fractions of T (tuned jointly with the LR on the tuning seeds).
@@ -79,10 +76,6 @@ class Sizes:
         }
         if self.num_evals is not None:
             cfg["num_evals"] = self.num_evals
-        if self.option_norms is not None:
-            cfg["option_norms"] = list(self.option_norms)
-        if self.option_guards is not None:
-            cfg["option_guards"] = list(self.option_guards)
         return cfg
 
 
@@ -191,7 +184,7 @@ def select_tasks(tokens: Iterable[str]) -> list[str]:
 
 
 def _shakespeare_llama(cfg: dict[str, Any], key: str) -> bench_tasks.LoopProblem:
-    return bench_tasks.llama_problem(cfg["model"], bench_tasks.shakespeare_bytes())
+    return bench_tasks.llama_problem(cfg["model"], bench_tasks.corpus_bytes("shakespeare"))
 
 
 def _smollm2_lora(cfg: dict[str, Any], key: str) -> bench_tasks.LoraData:
@@ -323,7 +316,7 @@ def _fashion_cnn(cfg: dict[str, Any], key: str) -> bench_tasks.LoopProblem:
 
 
 def _kjv_llama(cfg: dict[str, Any], key: str) -> bench_tasks.LoopProblem:
-    return bench_tasks.llama_problem(cfg["model"], bench_tasks.kjv_bytes())
+    return bench_tasks.llama_problem(cfg["model"], bench_tasks.corpus_bytes("kjv"))
 
 
 register_task(BenchTask(

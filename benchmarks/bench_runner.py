@@ -33,8 +33,7 @@ from hf_lrschedule.sources import atomic_write_text
 BENCH_VERSION = 2  # 2: baselines' warmup is tuned (a cell's warmup is in its path and meta)
 #: Configuration keys that only decide which cells run (not what a cell computes): left out of the cache key.
 SELECTION_KEYS = (
-    "lrs", "seeds", "tune_seeds", "est_step_s", "problems", "option_study", "option_norms", "option_guards",
-    "warmups", "lr_extensions", "split", "baselines", "pilot_fractions",
+    "lrs", "seeds", "tune_seeds", "est_step_s", "problems", "option_study", "warmups", "lr_extensions", "split", "baselines", "pilot_fractions",
 )
 
 

@@ -54,19 +54,12 @@ def _atomic_save_npy(path: Path, array: np.ndarray) -> None:
         raise
 
 
-def shakespeare_bytes() -> dict[str, np.ndarray]:
-    """Train/validation bytes of the 42 plays (the library's offline corpus, held-out tail of every play)."""
+def corpus_bytes(name: str) -> dict[str, np.ndarray]:
+    """Train/validation bytes of an offline corpus (`recipe_data.prepare_text_corpus`: "shakespeare", the 42 plays,
+    or "kjv", the King James Bible; the held-out tail of every play or book is the validation split)."""
     from recipe_data import prepare_text_corpus
 
-    files = prepare_text_corpus("shakespeare")
-    return {split: np.frombuffer(Path(files[split]).read_bytes(), dtype=np.uint8) for split in ("train", "validation")}
-
-
-def kjv_bytes() -> dict[str, np.ndarray]:
-    """Train/validation bytes of the King James Bible (held-out tail of every book; a held-out LLM task)."""
-    from recipe_data import prepare_text_corpus
-
-    files = prepare_text_corpus("kjv")
+    files = prepare_text_corpus(name)
     return {split: np.frombuffer(Path(files[split]).read_bytes(), dtype=np.uint8) for split in ("train", "validation")}
 
 
@@ -415,11 +408,14 @@ def llama_problem(cfg: dict[str, Any], data: dict[str, np.ndarray]) -> LoopProbl
 # --------------------------------------------------------------------------------------------------------------- #
 
 
-def fashion_problem(cfg: dict[str, Any], data: dict[str, np.ndarray], family: str) -> LoopProblem:
+def fashion_tensors(cfg: dict[str, Any], data: dict[str, np.ndarray], *, flat: bool):
+    """Normalised Fashion-MNIST tensors (train_x, train_y, test_x, test_y), cut to the configured subsets; images
+    as 784-vectors (`flat`, the MLP) or 1x28x28 (the CNN)."""
     import torch
 
     def prep(images):
-        x = torch.from_numpy(images.reshape(len(images), -1).astype(np.float32) / 255.0)
+        shaped = images.reshape(len(images), -1) if flat else images[:, None]
+        x = torch.from_numpy(shaped.astype(np.float32) / 255.0)
         return (x - 0.2860) / 0.3530
 
     train_x, train_y = prep(data["train_x"]), torch.from_numpy(data["train_y"].astype(np.int64))
@@ -428,16 +424,30 @@ def fashion_problem(cfg: dict[str, Any], data: dict[str, np.ndarray], family: st
         train_x, train_y = train_x[: cfg["train_subset"]], train_y[: cfg["train_subset"]]
     if cfg.get("test_subset"):
         test_x, test_y = test_x[: cfg["test_subset"]], test_y[: cfg["test_subset"]]
-    batch = cfg["batch_size"]
+    return train_x, train_y, test_x, test_y
+
+
+def classification_batch_loss(train_x, train_y, batch: int):
+    """`loss_on_batch` of a classifier: cross-entropy on `batch` examples drawn with the run's generator."""
+    import torch
+
+    def loss_on_batch(model, generator):
+        index = torch.randint(0, len(train_x), (batch,), generator=generator)
+        return torch.nn.functional.cross_entropy(model(train_x[index]), train_y[index])
+
+    return loss_on_batch
+
+
+def fashion_problem(cfg: dict[str, Any], data: dict[str, np.ndarray], family: str) -> LoopProblem:
+    import torch
+
+    train_x, train_y, test_x, test_y = fashion_tensors(cfg, data, flat=True)
+    loss_on_batch = classification_batch_loss(train_x, train_y, cfg["batch_size"])
 
     def make_model():
         return torch.nn.Sequential(
             torch.nn.Linear(784, cfg["hidden"]), torch.nn.ReLU(), torch.nn.Linear(cfg["hidden"], 10)
         )
-
-    def loss_on_batch(model, generator):
-        index = torch.randint(0, len(train_x), (batch,), generator=generator)
-        return torch.nn.functional.cross_entropy(model(train_x[index]), train_y[index])
 
     def evaluate(model):
         return float(torch.nn.functional.cross_entropy(model(test_x), test_y))
@@ -449,16 +459,9 @@ def fashion_cnn_problem(cfg: dict[str, Any], data: dict[str, np.ndarray], family
     """A small CNN on Fashion-MNIST (a held-out network task: not the MLP the options were chosen on)."""
     import torch
 
-    def prep(images):
-        x = torch.from_numpy(images.astype(np.float32)[:, None] / 255.0)
-        return (x - 0.2860) / 0.3530
-
-    train_x, train_y = prep(data["train_x"]), torch.from_numpy(data["train_y"].astype(np.int64))
-    test_x, test_y = prep(data["test_x"]), torch.from_numpy(data["test_y"].astype(np.int64))
-    if cfg.get("train_subset"):
-        train_x, train_y = train_x[: cfg["train_subset"]], train_y[: cfg["train_subset"]]
-    test_x, test_y = test_x[: cfg.get("test_subset", len(test_x))], test_y[: cfg.get("test_subset", len(test_y))]
-    batch, width = cfg["batch_size"], cfg["channels"]
+    train_x, train_y, test_x, test_y = fashion_tensors(cfg, data, flat=False)
+    loss_on_batch = classification_batch_loss(train_x, train_y, cfg["batch_size"])
+    width = cfg["channels"]
 
     def make_model():
         return torch.nn.Sequential(
@@ -466,10 +469,6 @@ def fashion_cnn_problem(cfg: dict[str, Any], data: dict[str, np.ndarray], family
             torch.nn.Conv2d(width, 2 * width, 5, padding=2), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
             torch.nn.Flatten(), torch.nn.Linear(2 * width * 49, 10),
         )
-
-    def loss_on_batch(model, generator):
-        index = torch.randint(0, len(train_x), (batch,), generator=generator)
-        return torch.nn.functional.cross_entropy(model(train_x[index]), train_y[index])
 
     def evaluate(model):
         total = 0.0

@@ -10,13 +10,14 @@ One process, so the model is converted and the text tokenized once:
 The same recipe runs as separate commands, as a user would run it:
 `hf-lrschedule pilot --fraction 0.2 -- python scripts/finetune_lora.py --config recipes/lora_smollm2_cpu.yaml`.
 
-    python scripts/main_job.py                  # about 4 minutes on a 2-core CPU
+    python scripts/main_job.py                  # about 3 minutes on a 2-core CPU
     python scripts/main_job.py --max_steps 40   # a quicker look
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import sys
 import time
@@ -49,6 +50,7 @@ def main() -> int:
 
     import hf_lrschedule
     from hf_lrschedule import load_schedule
+    from hf_lrschedule.pilot import PLOT_FILE
     from hf_lrschedule.refine import describe_schedule
 
     print("[main job] preparing the corpus and the model (cached after the first run)", flush=True)
@@ -57,15 +59,14 @@ def main() -> int:
     recipe, base_args = TrlParser((RecipeArguments, TrainingArguments)).parse_args_and_config(
         ["--config", str(ROOT / args.config), "--max_steps", str(args.max_steps), "--output_dir", str(out)]
     )
-    model, tokenizer = load_model_and_tokenizer(recipe)
+    pretrained, tokenizer = load_model_and_tokenizer(recipe)  # loaded once; each run wraps its own copy
     train, evaluation = block_dataset(recipe, tokenizer, base_args)
 
     rows, pilot = {}, {}
     for number, name in enumerate(("linear_refined", "linear"), start=1):
         print(f"\n[main job] {number}/2: {'pilot + refined full run' if name != 'linear' else 'linear-decay baseline'}",
               flush=True)
-        if number > 1:
-            model, _ = load_model_and_tokenizer(recipe)  # the same pretrained weights (get_peft_model wraps in place)
+        model = copy.deepcopy(pretrained)  # get_peft_model injects the adapters in place
         training_args = TrainingArguments(**{**base_args.to_dict(), "output_dir": str(out / name),
                                              "lr_scheduler_type": name})
         trainer = build_trainer(recipe, training_args, lora_model(recipe, model, training_args.seed), train, evaluation)
@@ -76,7 +77,7 @@ def main() -> int:
             pilot = {"seconds": time.perf_counter() - t0, "schedule": str(schedule_path),
                      "peak_fraction": schedule.get("peak_fraction"),
                      "description": describe_schedule(schedule["multipliers"]),
-                     "plot": str(Path(schedule_path).with_name("schedule.png"))}
+                     "plot": str(Path(schedule_path).with_name(PLOT_FILE))}
         rows[name] = train_and_evaluate(trainer)
 
     base = rows["linear"]["eval_loss"]

@@ -179,7 +179,7 @@ def select_tasks(tokens: Iterable[str]) -> list[str]:
 
 
 # --------------------------------------------------------------------------------------------------------------- #
-# The tasks (offline, real data). Full sizes: about an hour on 2 CPU cores, 1 torch thread.
+# The tasks (offline, real data). Full sizes: about 3 hours on 2 CPU cores, 1 torch thread.
 # --------------------------------------------------------------------------------------------------------------- #
 
 

@@ -569,10 +569,13 @@ def _heldout_targets(h: dict[str, Any]) -> list[str]:
 
 
 def _losers(summary: dict[str, Any]) -> list[str]:
-    losers = [(task, info) for task, info in summary.items() if (info["compare"]["linear_refined"]["diff"] or 0) > 0]
+    # Below the tables' precision (0.01 %) a "loss" is a tie: on convex tasks the schedule often *is* linear decay.
+    losers = [
+        (task, info) for task, info in summary.items() if (info["compare"]["linear_refined"]["rel_diff"] or 0) >= 5e-5
+    ]
     lines = ["## Where linear_refined loses to linear", ""]
     if not losers:
-        lines.append("Nowhere: linear_refined's mean is at or below linear's on every task.")
+        lines.append("Nowhere: linear_refined's mean is at or below linear's (to 0.01 %) on every task.")
     for task, info in losers:
         cmp = info["compare"]["linear_refined"]
         pngs = ", ".join(f"`{p}`" for p in info["refined_png"].values())

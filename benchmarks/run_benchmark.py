@@ -1,28 +1,29 @@
-"""Benchmark of learning-rate schedules on real tasks (issue 5): cosine, linear, WSD, schedule-free and refinement.
+"""Benchmark of learning-rate schedules on real tasks: cosine, linear, WSD, schedule-free and refinement.
 
-    python benchmarks/run_benchmark.py                 # the full benchmark, about an hour on a 2-core CPU
-    python benchmarks/run_benchmark.py --quick         # tiny sizes, 1 LR, 2 seeds: a couple of minutes
-    python benchmarks/run_benchmark.py --tasks llama fmnist --out results/
+    python benchmarks/run_benchmark.py                 # the full benchmark, 12 tasks, about 3 hours on a 2-core CPU
+    python benchmarks/run_benchmark.py --quick         # tiny sizes, 1 LR, 2 seeds: under 2 minutes
+    python benchmarks/run_benchmark.py --tasks heldout --out results/
 
-Each schedule gets its own best peak LR from the task's grid (the same grid for all schedules; on the LoRA task
-every schedule uses the LR that is best for `linear`, to save time); the same seed gives the same initial weights
-and data order for every schedule. The LR is picked by the mean eval loss over the task's tuning seeds; the
-remaining seeds run at that LR only.
+Tasks are dev (defaults and options are chosen there) or held-out (reported only): results/protocol.json.
+Baselines (linear, cosine, WSD, schedule-free) get their warmup tuned jointly with the peak LR (warmup fractions
+{0, 2, 5, 10, 20} %) on the task's tuning seeds, as users tune them; an LR grid grows (up to twice per side) while a
+schedule's best LR sits at its edge, and an edge that remains is flagged. On the LoRA task every schedule uses the
+LR that is best for `linear`, to save time. The same seed gives the same initial weights and data order for every
+schedule; the remaining seeds run at the tuned setting only.
 
-Refined schedules (library defaults unless noted, no extra warmup: the table starts training):
-  linear_refined              from the per-step gradient norms of the complete `linear` run (best LR, same seed);
-  linear_refined_pilot_<f>    from a pilot: the first ceil(f*T) updates of the `linear` run at the cell's LR (the
-                              real `hf_lrschedule.run_pilot` on the Trainer task; in the torch loops the same
-                              updates, taken from the linear run of that LR and seed or run as a prefix), mapped to
-                              the full run by `pilot_profile(..., "extend")`;
-  linear_refined_pilot_0.1_stretch  (torch loops) the naive pilot: a complete linear run of ceil(0.1*T) updates,
-                              its norms stretched to T by training fraction (`pilot_profile(..., "stretch")`);
-  option study                norm l2 x guard none / clip R in {1.25, 1.5, 2, 4} / floor R in {1.5, 2}, and l1
-                              (Adam-family tasks) x none / clip; on the LoRA task l2 x clip 1.25, 1.5, floor 1.5, 2.
+Refined schedules (library defaults unless noted; no extra warmup: the table starts training):
+  linear_refined              from the per-step gradient norms of the complete tuned `linear` run (linear's best
+                              LR and warmup, same seed), at its own best LR from the grid;
+  linear_refined_pilot_0.1    from a pilot: the first ceil(0.1*T) updates of the tuned-warmup `linear` run at the
+                              cell's LR (the real `hf_lrschedule.run_pilot` on the Trainer task; in the torch loops
+                              the same updates), mapped to the full run by `pilot_profile(..., "extend")`;
+  at linear's best LR and warmup  the same two schedules at linear's tuned LR with linear's tuned warmup kept as a
+                              ramp before the table: what a user who only flips the flag gets;
+  option study (dev tasks)    guard none / floor R=2 with tolerance 1, 1.5, 2 (bench_variants.OPTION_GRID).
 
 Outputs (under --out, default results/; results/quick/ with --quick):
   benchmark.json          {task: {schedule: {"eval_loss_mean", "eval_loss_std", "seeds": [{"seed", "eval_loss"}]}}}
-                          for the 8 schedules; eval_loss_std is the sample std (ddof=1) over seeds; a diverged seed
+                          for every schedule; eval_loss_std is the sample std (ddof=1) over seeds; a diverged seed
                           has eval_loss null (and the mean is null).
   benchmark_details.json  configuration, best LRs, per-data-set numbers, the option study, pilot cost, timings.
   benchmark.md            the tables, targets (met / missed) and the option study.
@@ -117,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     summary = {name: run_task(runner, progress, out) for name, runner in runners.items()}
 
     run = {
-        "command": "python benchmarks/run_benchmark.py " + " ".join(sys.argv[1:] if argv is None else argv),
+        "command": " ".join(["python benchmarks/run_benchmark.py", *(sys.argv[1:] if argv is None else argv)]),
         "quick": args.quick,
         "threads": args.threads,
         "start": start,

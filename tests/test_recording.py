@@ -3,7 +3,7 @@ import json
 import pytest
 from tiny import tiny_llama, tiny_trainer
 
-from hf_lrschedule import GradNormRecorder, GradNormRecorderCallback, load_grad_norms
+from hf_lrschedule import GradNormRecorder, GradNormRecorderCallback, RefinementWarning, load_grad_norms
 
 
 def make_trainer(tmp_path, model=None, callbacks=(), **overrides):
@@ -55,6 +55,19 @@ def test_recorder_equals_the_trainers_pre_clip_norms_with_accumulation_and_clipp
     assert logged == ([3, 6] if mode == "attach" else [1, 2, 3, 4, 5, 6])  # attach leaves the user's logging alone
     assert meta["optimizer_family"] == "adam" and meta["gradient_accumulation_steps"] == 2
     assert meta["max_grad_norm"] == 0.5 and meta["num_training_steps"] == 6 and meta["world_size"] == 1
+    assert meta["num_warmup_steps"] == 0
+
+
+def test_recorded_warmup_reaches_the_next_runs_scheduler(tmp_path):
+    """The warmup a run had (a ratio here) is in the recorder's meta; a refined run that drops it is warned."""
+    trainer = recording_trainer(tmp_path, "attach", warmup_steps=0.5)  # ceil(0.5 * 6) = 3 steps
+    trainer.train()
+    path = tmp_path / "out" / "grad_norms.json"
+    assert json.loads(path.read_text())["meta"]["num_warmup_steps"] == 3
+    next_run = make_trainer(tmp_path / "next", lr_scheduler_type="linear_refined", warmup_steps=0,
+                            lr_scheduler_kwargs={"grad_norms": str(path)})
+    with pytest.warns(RefinementWarning, match=r"recorded under a warmup of 50.0 % of its run; this run's warmup is 0.0 %"):
+        next_run.create_optimizer_and_scheduler(num_training_steps=6)
 
 
 def test_sgd_records_l2_only(tmp_path):

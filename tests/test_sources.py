@@ -210,6 +210,31 @@ def test_run_length_far_from_logged_length_warns(tmp_path):
         build(path, T=1000)
 
 
+def warmup_warnings(path, warmup, T=10):
+    """The warmup warnings of a `linear_refined` scheduler with `warmup` steps of `T`, built from `path`."""
+    import warnings
+
+    opt = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        get_linear_refined_schedule(opt, warmup, T, grad_norms=path)
+    return [str(w.message) for w in caught if "recorded under a warmup" in str(w.message)]
+
+
+def test_dropping_the_warmup_the_norms_were_recorded_under_warns(tmp_path):
+    path = recorder_file(tmp_path, [3.0, 2.0, 1.0, 1.0] * 5, num_training_steps=20, num_warmup_steps=4)
+    (message,) = warmup_warnings(path, 0)
+    assert "warmup of 20.0 % of its run; this run's warmup is 0.0 %" in message and "--warmup_steps 0.20" in message
+    assert warmup_warnings(path, 2) == []  # kept (same share of the run)
+    assert warmup_warnings(path, 1) == []  # half of it: the edge of the rule, still quiet
+    assert len(warmup_warnings(path, 3, T=40)) == 1  # 7.5 % of the run: under half of 20 %
+
+
+def test_no_warmup_warning_without_a_recorded_warmup(tmp_path):
+    assert warmup_warnings(recorder_file(tmp_path, [3.0, 2.0, 1.0], num_training_steps=3), 0) == []
+    assert warmup_warnings(recorder_file(tmp_path, [3.0, 2.0, 1.0], num_warmup_steps=0, num_training_steps=3), 0) == []
+
+
 def test_zero_steps():
     with pytest.raises(ValueError, match="num_training_steps must be a positive integer"):
         build([1.0], T=0)

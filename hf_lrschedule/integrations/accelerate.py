@@ -215,7 +215,9 @@ class RefinedRun:
         """The prepared `linear_refined` scheduler for this phase (see `create_accelerate_scheduler`)."""
         name = type(getattr(optimizer, "optimizer", optimizer)).__name__
         if self.recorder is not None:
-            self.recorder.meta.update(optimizer=name, optimizer_family=optimizer_family(name))
+            self.recorder.meta.update(
+                optimizer=name, optimizer_family=optimizer_family(name), num_warmup_steps=num_warmup_steps
+            )
             if self.record_l1 is None:
                 self.record_l1 = optimizer_family(name) == "adam"
         return create_accelerate_scheduler(

@@ -105,6 +105,7 @@ class GradNormRecorderCallback(TrainerCallback):
                 "max_grad_norm": args.max_grad_norm,
                 "learning_rate": args.learning_rate,
                 "num_training_steps": state.max_steps,
+                "num_warmup_steps": args.get_warmup_steps(state.max_steps),
                 "norm_is": "pre-clip global gradient norm of each optimizer step",
                 **self.extra_meta,
             }

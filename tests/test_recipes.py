@@ -57,9 +57,10 @@ def test_pretrain_accelerate_two_processes_and_baseline(tmp_path):
     launcher = shutil.which("accelerate") or pytest.skip("accelerate launcher not on PATH")
     run([launcher, "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no",
          "--dynamo_backend", "no", SCRIPTS / "pretrain_accelerate.py", "--cpu", "--steps", "6", *SMALL_PRETRAIN,
-         "--output_dir", tmp_path / "two"])
+         "--warmup_steps", "2", "--output_dir", tmp_path / "two"])
     norms = json.loads((tmp_path / "two" / "grad_norms.json").read_text())
     assert norms["steps"] == [1, 2, 3, 4, 5, 6] and norms["meta"]["world_size"] == 2
+    assert norms["meta"]["num_warmup_steps"] == 2 and norms["meta"]["num_training_steps"] == 6  # in updates
     run([PYTHON, SCRIPTS / "pretrain_accelerate.py", "--steps", "4", *SMALL_PRETRAIN, "--scheduler", "cosine",
          "--lr_scheduler_kwargs", "{}", "--output_dir", tmp_path / "cosine"])
     assert json.loads((tmp_path / "cosine" / "eval_results.json").read_text())["scheduler"] == "cosine"

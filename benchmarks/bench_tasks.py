@@ -656,8 +656,8 @@ def run_lora(
             pilot_info["pilot_grad_norms_l2"] = pilot_norms["l2"]
             pilot_info["pilot_steps"] = len(pilot_norms["l2"])
             pilot_info["peak_fraction"] = schedule.get("peak_fraction")
-            # The refined run starts at the table (its own data-driven warmup) unless the cell keeps the user's.
-            trainer.args.warmup_steps = cfg.get("refined_warmup", 0)  # the flag-flip cells keep the user's warmup
+            # The refined run starts at the table (its own data-driven warmup); the flag-flip cells keep the user's.
+            trainer.args.warmup_steps = cfg.get("refined_warmup", 0)
         t0 = time.perf_counter()
         trainer.train()
         train_s = time.perf_counter() - t0

@@ -170,8 +170,9 @@ def plan_for_phase(config: RefinedScheduleConfig, num_training_steps: int, num_w
         length = pilot_steps if settings.mapping == "stretch" else num_training_steps
         warmup = min(num_warmup_steps * length // num_training_steps, length - 1)
         if settings.mapping == "extend" and warmup >= pilot_steps:
-            # Measured (benchmark, KJV Llama with a tuned 20 % warmup): a pilot that ends inside the warmup sees only
-            # the ramp's small-LR norms, refines to a schedule with no warmup, and the full run loses to linear.
+            # Measured (benchmark, Llama with a tuned 20 % warmup): a pilot that ends inside the warmup sees only the
+            # ramp's small-LR norms and refines to a schedule with no warmup of its own; the full run then needs the
+            # user's warmup kept (it matched or beat linear) and lost to linear without it.
             logger.warning(
                 "linear_refined: the pilot (%d steps) ends inside the warmup (%d steps): its norms come from the ramp "
                 "only and say nothing about the run after it; use a --fraction above the warmup's share (%.2f)",

@@ -25,8 +25,8 @@ ENV_SWITCH = "HF_LRSCHEDULE_AUTOREGISTER"
 _HOOKS = {
     "transformers.trainer_utils": ("hf_lrschedule.integrations.transformers", "extend_scheduler_type"),
     "transformers.optimization": ("hf_lrschedule.integrations.transformers", "register_scheduler_function"),
-    # only acts in the pilot phase of `hf-lrschedule pilot`: every Trainer then records and stops early
-    "transformers.trainer": ("hf_lrschedule.integrations.pilot_hooks", "patch_trainer"),
+    # only acts under `hf-lrschedule pilot`: each Trainer gets its phase (the pilot records and stops early)
+    "transformers.trainer": ("hf_lrschedule.pilot.trainer", "patch_trainer"),
 }
 
 
@@ -40,8 +40,9 @@ _failed = False
 def _run_hook(module_name: str) -> None:
     """Run the hook of `module_name`. It never raises into the import, except in a pilot, which must fail loudly."""
     global _failed
-    pilot = os.environ.get("HF_LRSCHEDULE_PHASE") == "pilot"
-    if module_name == "transformers.trainer" and not pilot:
+    protocol, phase = _pilot_phase()
+    pilot = phase == "pilot"
+    if module_name == "transformers.trainer" and phase is None:
         return  # nothing to patch outside a pilot: keep the import of transformers.trainer untouched
     if _failed and not pilot:
         return  # one warning per process is enough; the other hooks would fail the same way
@@ -54,11 +55,23 @@ def _run_hook(module_name: str) -> None:
         _failed = True
         message = _failure_message(module_name, error)
         if pilot:
-            _report_pilot_error(message)
+            protocol.report_error(message)  # where `hf-lrschedule pilot` reads a child's error
             raise
         import warnings
 
         warnings.warn(message, RegistrationWarning, stacklevel=2)
+
+
+def _pilot_phase():
+    """`hf_lrschedule.pilot.protocol` (the environment contract of `hf-lrschedule pilot`) and this process's phase
+    ("pilot", "full" or None); (None, None) if the package cannot import: registration then fails too, and says so."""
+    try:
+        import importlib
+
+        protocol = importlib.import_module("hf_lrschedule.pilot.protocol")
+        return protocol, protocol.current_phase().name
+    except Exception:  # noqa: BLE001
+        return None, None
 
 
 def _failure_message(module_name: str, error: Exception) -> str:
@@ -74,26 +87,6 @@ def _failure_message(module_name: str, error: Exception) -> str:
         "transformers works normally, without the 'linear_refined' scheduler type. Please report this at the "
         f"hf_lrschedule issue tracker; to switch the start-up hook off, set {ENV_SWITCH}=0."
     )
-
-
-def _report_pilot_error(message: str) -> None:
-    """Leave the message where `hf-lrschedule pilot` reads a child's error (best effort).
-
-    Stdlib only, and so a copy of `hf_lrschedule.pilot.report_error`'s file contract (ENV_DIR, ERROR_FILE): the
-    package is what may have failed to import.
-    """
-    directory = os.environ.get("HF_LRSCHEDULE_PILOT_DIR")
-    if not directory:
-        return
-    try:
-        import json
-
-        path = os.path.join(directory, "pilot_error.json")
-        with open(path + ".tmp", "w", encoding="utf-8") as handle:
-            json.dump({"message": message}, handle)
-        os.replace(path + ".tmp", path)
-    except OSError:
-        pass
 
 
 class _RegisteringLoader(importlib.abc.Loader):

@@ -12,21 +12,23 @@ from typing import TYPE_CHECKING, Any
 
 import _hf_lrschedule_autoregister
 
+from ._version import __version__ as __version__
 from .config import RefinedScheduleConfig
+from .errors import GradNormSourceError, OptionConflictError, PilotError, RefinementWarning
+from .formats import load_schedule
 from .options import RefineOptions
+from .pilot.options import PilotOptions
+from .readers import load_grad_norms
 from .recording import GradNormRecorder
-from .refine import RefinementWarning, refine_schedule, refinement_details
+from .refine import refine_schedule, refinement_details
 from .schedules import linear_decay
-from .sources import GradNormSourceError, load_grad_norms, load_schedule
 
 if TYPE_CHECKING:
     from .integrations.accelerate import RefinedRun
-    from .integrations.pilot_hooks import run_pilot
     from .integrations.reporting import ScheduleReportCallback
     from .integrations.trainer_callback import GradNormRecorderCallback
     from .integrations.transformers import get_linear_refined_schedule, register
-
-__version__ = "0.1.0"
+    from .pilot.trainer import run_pilot
 
 # Names whose modules import torch/transformers/accelerate: loaded on first access (PEP 562).
 _LAZY = {
@@ -34,7 +36,7 @@ _LAZY = {
     "register": "integrations.transformers",
     "GradNormRecorderCallback": "integrations.trainer_callback",
     "RefinedRun": "integrations.accelerate",
-    "run_pilot": "integrations.pilot_hooks",
+    "run_pilot": "pilot.trainer",
     "ScheduleReportCallback": "integrations.reporting",
 }
 
@@ -44,6 +46,9 @@ __all__ = [  # grouped as in the README's API section: the schedule, transformer
     "GradNormRecorder",
     "GradNormRecorderCallback",
     "GradNormSourceError",
+    "OptionConflictError",
+    "PilotError",
+    "PilotOptions",
     "RefineOptions",
     "RefinedRun",
     "RefinedScheduleConfig",

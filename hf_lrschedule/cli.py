@@ -11,9 +11,12 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__
+from .errors import PilotError
+from .formats import atomic_write_json, load_schedule, schedule_payload
 from .options import RefineOptions
+from .pilot.options import PilotOptions
+from .readers import load_grad_norms
 from .refine import describe_schedule, refinement_details
-from .sources import atomic_write_json, load_grad_norms, load_schedule, schedule_payload
 
 SUMMARY_FRACTIONS = (0.0, 0.25, 0.5, 0.75, 0.95)
 
@@ -79,16 +82,13 @@ def _show(args: argparse.Namespace) -> int:
 
 
 def _pilot(args: argparse.Namespace) -> int:
-    from .pilot import PilotError, run_pilot_command
+    from .pilot.runner import run_pilot_command
 
     command = list(args.training_command)
     if command and command[0] == "--":
         command = command[1:]
     try:
-        run_pilot_command(
-            command, fraction=args.fraction, out=args.out, pilot_only=args.pilot_only, force=args.force,
-            mapping=args.mapping, options=RefineOptions.from_arguments(args),
-        )
+        run_pilot_command(command, PilotOptions.from_arguments(args), RefineOptions.given_arguments(args))
     except PilotError as error:
         print(f"hf-lrschedule pilot: error: {error}", file=sys.stderr)
         return 1
@@ -144,15 +144,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="pilot run + refined full run of your training command",
         description="Run COMMAND for a fraction of its optimizer steps, record the gradient norms, refine the "
         "schedule, then run COMMAND in full with it. COMMAND is your own command line (python train.py ..., "
-        "accelerate launch ..., torchrun ...) using --lr_scheduler_type linear_refined or hf_lrschedule.RefinedRun.",
+        "accelerate launch ..., torchrun ...) using --lr_scheduler_type linear_refined or hf_lrschedule.RefinedRun. "
+        "Refinement options may be given here or in the command's lr_scheduler_kwargs (with different values in "
+        "both, it is an error); min_lr_ratio and the warmup are the command's own.",
         usage="hf-lrschedule pilot [options] -- COMMAND [ARGS...]",
     )
-    pilot.add_argument("--fraction", type=float, default=0.1, help="share of the optimizer steps the pilot runs")
-    pilot.add_argument("--out", help="pilot folder (default: ./hf_lrschedule_pilot/<hash of command and settings>)")
-    pilot.add_argument("--pilot-only", action="store_true", help="stop after the pilot and the schedule")
-    pilot.add_argument("--force", action="store_true", help="redo the pilot even if a matching one exists")
-    pilot.add_argument("--mapping", choices=("extend", "stretch"), default="extend", help="pilot -> full profile")
-    RefineOptions.add_arguments(pilot)
+    PilotOptions.add_arguments(pilot)
+    # only the flags given: merged with the command's lr_scheduler_kwargs in the pilot phase (a conflict is an error)
+    RefineOptions.add_arguments(pilot, with_defaults=False)
     pilot.add_argument("training_command", nargs=argparse.REMAINDER, help="after --: the training command")
     pilot.set_defaults(handler=_pilot)
     return parser

@@ -14,18 +14,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from .errors import OptionConflictError, RefineOptionError
+
 NormKind = Literal["l1", "l2"]
 GuardKind = Literal["clip", "floor", "none"]
 NORM_KINDS = ("l2", "l1")
 GUARD_KINDS = ("clip", "floor", "none")
-
-
-class RefineOptionError(ValueError):
-    """A refinement option with a bad value; `option` names it (callers add where it was given)."""
-
-    def __init__(self, option: str, message: str):
-        super().__init__(message)
-        self.option = option
 
 
 @dataclass(frozen=True)
@@ -116,21 +110,60 @@ class RefineOptions:
         return dataclasses.asdict(self)
 
     @classmethod
-    def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
-        """Add one `--flag` per option (`max_norm_ratio` -> `--max-norm-ratio`), typed and documented from the fields."""
+    def add_arguments(cls, parser: argparse.ArgumentParser, *, with_defaults: bool = True) -> None:
+        """Add one `--flag` per option (`max_norm_ratio` -> `--max-norm-ratio`), typed and documented from the fields.
+
+        `with_defaults=False`: a flag not given is absent from the parsed namespace (`given_arguments` then tells
+        what the user set, to merge with the options of another source)."""
         for option in dataclasses.fields(cls):
             choices = option.metadata.get("choices")
             parser.add_argument(
                 f"--{option.name.replace('_', '-')}",
                 choices=choices,
                 type=None if choices else float,
-                default=option.default,
+                default=option.default if with_defaults else argparse.SUPPRESS,
                 help=f"{option.metadata['help']} (default: {option.default})",
             )
 
     @classmethod
     def from_arguments(cls, namespace: argparse.Namespace) -> RefineOptions:
-        return cls(**{name: getattr(namespace, name) for name in cls.names()})
+        return cls(**cls.given_arguments(namespace))
+
+    @classmethod
+    def given_arguments(cls, namespace: argparse.Namespace) -> dict[str, Any]:
+        """The options present in `namespace` (all of them unless added with `with_defaults=False`)."""
+        return {name: getattr(namespace, name) for name in cls.names() if hasattr(namespace, name)}
+
+
+def merge_options(*sources: tuple[str, Mapping[str, Any] | None]) -> RefineOptions:
+    """One `RefineOptions` from options given in several places, defaults for the rest.
+
+    Each source is ``(where, mapping)``; keys that are not refinement options are ignored (`lr_scheduler_kwargs`
+    also holds `grad_norms`, `min_lr_ratio`, ...). An option given in two places with different values (after
+    parsing: ``"1"`` and ``1.0`` agree) is an `OptionConflictError` that names both; a bad value is a
+    `RefineOptionError` that says where it was given.
+
+    Examples:
+        >>> merge_options(("--tolerance", {"tolerance": 1.0}), ("lr_scheduler_kwargs", {"tolerance": "1"})).tolerance
+        1.0
+    """
+    chosen: dict[str, tuple[Any, str]] = {}
+    for where, mapping in sources:
+        given = {name: mapping[name] for name in RefineOptions.names() if name in (mapping or {})}
+        try:
+            parsed = RefineOptions(**given)
+        except RefineOptionError as error:
+            raise RefineOptionError(error.option, f"{where}: {error}") from None
+        for name in given:
+            value = getattr(parsed, name)
+            if name in chosen and chosen[name][0] != value:
+                earlier, at = chosen[name]
+                raise OptionConflictError(
+                    f"the refinement option {name!r} is given twice with different values: {earlier!r} ({at}) and "
+                    f"{value!r} ({where}); give it in one place, or the same value in both"
+                )
+            chosen.setdefault(name, (value, where))
+    return RefineOptions(**{name: value for name, (value, _) in chosen.items()})
 
 
 def _number(value: Any, name: str) -> float:

@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from .sources import FORMAT_VERSION, GRAD_NORMS_FORMAT, atomic_write_json
+from .formats import FORMAT_VERSION, GRAD_NORMS_FORMAT, atomic_write_json
 
 ADAM_FAMILY = ("adam", "adafactor", "lamb", "lion", "came", "schedulefree")
 

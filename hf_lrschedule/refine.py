@@ -36,16 +36,13 @@ from typing import Any
 import numpy as np
 from scipy.ndimage import median_filter
 
+from .errors import RefinementWarning
 from .options import RefineOptions
 
 #: The options `linear_refined`, the CLI and the pilot use when none are given (see `RefineOptions`).
 DEFAULT_OPTIONS = RefineOptions()
 
 _EXPONENT = {"l2": 2.0, "l1": 1.0}
-
-
-class RefinementWarning(UserWarning):
-    """Legal but suspicious gradient-norm input: what was repaired and how."""
 
 
 _NUMBER_TYPES = frozenset({int, float, np.float64, np.float32, np.float16, np.int64, np.int32})

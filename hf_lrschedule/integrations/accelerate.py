@@ -1,4 +1,4 @@
-"""`linear_refined` in custom `accelerate` loops: `RefinedRun`, and the gradient-norm helpers the Trainer shares.
+"""`linear_refined` in custom `accelerate` loops: `RefinedRun` and its building blocks.
 
 `RefinedRun` is the one API for a loop (scheduler, clip-and-record, pilot phases); the functions below it are its
 building blocks. Caveat handled here, in one place: `accelerator.prepare(scheduler)` steps a scheduler `num_processes` times per
@@ -22,35 +22,12 @@ from accelerate import Accelerator
 from accelerate.utils import DistributedType
 from torch.optim import Optimizer
 
-from ..pilot import NORMS_FILE, PilotError, Progress, active_settings, report_error
+from ..errors import PilotError
+from ..pilot.phase import Progress, QuietLinearFallback, phase_kwargs, plan_pilot, request_of
+from ..pilot.protocol import NORMS_FILE, current_phase
 from ..recording import GradNormRecorder, optimizer_family
-from .transformers import get_linear_refined_schedule
-
-
-def grad_l1_norm(parameters, sharded: bool = False) -> torch.Tensor | None:
-    """l1 norm of the gradients of `parameters`, as a tensor; None where they are not held in `.grad` (DeepSpeed).
-
-    `sharded`: each process holds a disjoint shard of every gradient (FSDP), so the local sums are added up.
-    """
-    grads = [p.grad.detach() for p in parameters if p.grad is not None]
-    grads = [g.to_local() if hasattr(g, "to_local") else g for g in grads]  # FSDP2 DTensor shards
-    total = torch.stack(torch._foreach_norm(grads, 1)).double().sum() if grads else None
-    if sharded and torch.distributed.is_available() and torch.distributed.is_initialized():
-        if total is None:
-            total = torch.zeros((), dtype=torch.float64)
-        torch.distributed.all_reduce(total)
-    return total
-
-
-def unclip(clipped_norm: float | None, pre_clip_l2: float, max_grad_norm: float) -> float | None:
-    """Undo torch's `clip_grad_norm_` scaling (one factor for all gradients) on a norm of the clipped gradients."""
-    if clipped_norm is None or not math.isfinite(pre_clip_l2):
-        return clipped_norm
-    if max_grad_norm and max_grad_norm > 0:
-        coefficient = min(1.0, max_grad_norm / (pre_clip_l2 + 1e-6))
-        if coefficient > 0:
-            return clipped_norm / coefficient
-    return clipped_norm
+from .norms import grad_l1_norm, unclip
+from .transformers import get_linear_refined_schedule, logger
 
 
 def scheduler_steps_per_update(accelerator: Accelerator) -> int:
@@ -186,33 +163,39 @@ class RefinedRun:
     def __init__(self, accelerator, *, num_training_steps: int, record_to: str | None = None, record_l1: bool | None = None):
         self.accelerator = accelerator
         self.num_training_steps = int(num_training_steps)
-        self.settings = active_settings()
+        self.phase = current_phase()
         self.update = 0
         self.recorder: GradNormRecorder | None = None
         self.record_l1 = record_l1
         self.stop_at = self.num_training_steps
-        if self.settings.phase == "pilot":
+        if self.phase.is_pilot:
+            self.pilot, self.explicit = request_of(self.phase)
             try:
-                self.stop_at = self.settings.pilot_steps(self.num_training_steps)
+                self.stop_at = self.pilot.pilot_steps(self.num_training_steps)
             except PilotError as error:
                 if accelerator.is_main_process:
-                    report_error(self.settings, str(error))
+                    self.phase.report_error(str(error))
                 raise
-            record_to = str(self.settings.directory / NORMS_FILE)
+            record_to = str(self.phase.file(NORMS_FILE))
+            logger.addFilter(QuietLinearFallback())
         if record_to is not None:
             meta = {"num_training_steps": self.num_training_steps, "world_size": accelerator.num_processes}
-            if self.settings.phase == "pilot":
-                meta.update(pilot=True, pilot_mapping=self.settings.mapping, pilot_steps=self.stop_at)
+            if self.phase.is_pilot:
+                meta.update(pilot=True, pilot_steps=self.stop_at)
             self.recorder = GradNormRecorder(record_to, meta=meta)
-        label = {"pilot": "pilot", "full": "full run"}.get(self.settings.phase or "", "training")
+        label = {"pilot": "pilot", "full": "full run"}.get(self.phase.name or "", "training")
         self.progress = Progress(label, self.stop_at) if accelerator.is_main_process else None
 
     @property
     def is_pilot(self) -> bool:
-        return self.settings.phase == "pilot"
+        return self.phase.is_pilot
 
     def create_scheduler(self, optimizer, *, num_warmup_steps: int = 0, **lr_scheduler_kwargs):
-        """The prepared `linear_refined` scheduler for this phase (see `create_accelerate_scheduler`)."""
+        """The prepared `linear_refined` scheduler for this phase (see `create_accelerate_scheduler`).
+
+        Under `hf-lrschedule pilot`, the phase's kwargs replace the norms source as for the Trainer (the pilot
+        phase trains on linear decay, the full phase on the pilot's schedule); every other key is kept.
+        """
         name = type(getattr(optimizer, "optimizer", optimizer)).__name__
         if self.recorder is not None:
             self.recorder.meta.update(
@@ -220,9 +203,16 @@ class RefinedRun:
             )
             if self.record_l1 is None:
                 self.record_l1 = optimizer_family(name) == "adam"
+        kwargs = phase_kwargs(self.phase, lr_scheduler_kwargs)
+        if self.is_pilot:  # every rank checks (the same result); the files are written atomically
+            plan_pilot(
+                self.phase.directory, self.pilot, self.explicit, explicit_where="hf-lrschedule pilot's flags",
+                num_training_steps=self.num_training_steps, num_warmup_steps=num_warmup_steps,
+                lr_scheduler_kwargs=kwargs,
+            )
         return create_accelerate_scheduler(
             self.accelerator, optimizer, num_training_steps=self.num_training_steps,
-            num_warmup_steps=num_warmup_steps, **lr_scheduler_kwargs,
+            num_warmup_steps=num_warmup_steps, **kwargs,
         )
 
     def clip_grad_norm_(self, parameters, max_norm: float | None) -> float | None:

@@ -10,10 +10,11 @@ from typing import Any
 import torch
 from transformers import TrainerCallback
 
+from ..formats import RECORDER_FILE
 from ..recording import GradNormRecorder, optimizer_family
-from .accelerate import grad_l1_norm, unclip
+from .norms import grad_l1_norm, unclip
 
-DEFAULT_FILENAME = "grad_norms.json"
+DEFAULT_FILENAME = RECORDER_FILE
 
 
 class GradNormRecorderCallback(TrainerCallback):

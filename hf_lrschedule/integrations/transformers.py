@@ -16,11 +16,12 @@ from torch.optim.lr_scheduler import LambdaLR
 
 from .._enums import extend_str_enum
 from ..config import RefinedScheduleConfig
-from ..pilot import plan_for_phase
+from ..errors import GradNormSourceError, RefinementWarning
+from ..formats import load_schedule
+from ..readers import GradNormLog, load_grad_norms
 from ..recording import optimizer_family
-from ..refine import RefinementWarning, refinement_details
+from ..refine import refinement_details
 from ..schedules import check_steps, linear_decay, table_schedule
-from ..sources import GradNormLog, GradNormSourceError, load_grad_norms, load_schedule
 
 logger = logging.getLogger("hf_lrschedule")
 
@@ -28,6 +29,8 @@ SCHEDULER_NAME = "linear_refined"
 ENUM_MEMBER = "LINEAR_REFINED"
 #: A log whose run length differs from this one by more than this factor is used with a warning.
 LENGTH_RATIO_WARNING = 4.0
+#: Set on the log record of the "no grad_norms given" hint, so that a pilot phase (linear decay on purpose) can drop it.
+LINEAR_FALLBACK = "hf_lrschedule_linear_fallback"
 
 
 class LinearRefinedLambda:
@@ -186,39 +189,33 @@ def get_linear_refined_schedule(
             Scheduler steps per optimizer update (see `integrations.accelerate`).
         lr_scheduler_kwargs:
             See `RefinedScheduleConfig` (`grad_norms`, `schedule`, `min_lr_ratio`) and `RefineOptions` (`norm`,
-            `smoothing`, `guard`, `max_norm_ratio`).
+            `smoothing`, `guard`, `max_norm_ratio`, `tolerance`).
 
     Return:
         `torch.optim.lr_scheduler.LambdaLR` with the appropriate schedule.
     """
     config = RefinedScheduleConfig.from_kwargs(lr_scheduler_kwargs)
     check_steps(num_training_steps, num_warmup_steps)
-    # The one place where `hf-lrschedule pilot` enters: it may swap the config and the run length for its phase.
-    plan = plan_for_phase(config, num_training_steps, num_warmup_steps)
-    config = plan.config
-    missing = None
-    table = options_used = None
+    missing = table = options_used = None
     source = config.schedule if config.schedule is not None else config.grad_norms
     if isinstance(source, str) and not os.path.exists(source):
-        missing = source
+        missing = source  # an error at the first step, unless a resume restores the table first
     else:
         table, options_used = build_table(
-            config,
-            plan.num_training_steps - plan.num_warmup_steps,
-            optimizer,
-            warmup_fraction=plan.num_warmup_steps / plan.num_training_steps,
+            config, num_training_steps - num_warmup_steps, optimizer, num_warmup_steps / num_training_steps
         )
-        if table is None and not plan.is_pilot:
+        if table is None:
             logger.warning(
                 "linear_refined: no grad_norms given, using linear decay. To refine it, record the gradient norms "
                 "of a run (GradNormRecorderCallback, or logging_steps=1) and pass "
-                "lr_scheduler_kwargs={'grad_norms': 'PATH'}, or use `hf-lrschedule pilot`."
+                "lr_scheduler_kwargs={'grad_norms': 'PATH'}, or use `hf-lrschedule pilot`.",
+                extra={LINEAR_FALLBACK: True},
             )
     multiplier = LinearRefinedLambda(
-        source=describe_source(config, plan.is_pilot),
+        source=describe_source(config),
         options=options_used,
-        num_training_steps=plan.num_training_steps,
-        num_warmup_steps=plan.num_warmup_steps,
+        num_training_steps=num_training_steps,
+        num_warmup_steps=num_warmup_steps,
         table=table,
         min_lr_ratio=config.min_lr_ratio,
         steps_per_update=steps_per_update,
@@ -227,10 +224,8 @@ def get_linear_refined_schedule(
     return LambdaLR(optimizer, multiplier, last_epoch)
 
 
-def describe_source(config: RefinedScheduleConfig, is_pilot: bool = False) -> str:
+def describe_source(config: RefinedScheduleConfig) -> str:
     """Where the schedule of `config` comes from, in a few words (for run reports)."""
-    if is_pilot:
-        return "pilot phase (linear decay)"
     if config.schedule is not None:
         return f"schedule file {config.schedule}"
     if isinstance(config.grad_norms, (str, os.PathLike)):

@@ -1,6 +1,6 @@
 """The benchmark's tasks as data: one `BenchTask` entry per task. To add a task, add one `register_task` entry here.
 
-An entry says what the task is (its kind, optimizer family, report group and a one-line description), how to build
+An entry says what the task is (its kind, optimizer family, group and a one-line description), how to build
 its problem (a function of the task's configuration and a data-set key, usually one call into `bench_tasks`) and
 its sizes twice: `full` (the benchmark) and `quick` (the `--quick` smoke test). The sizes carry the LR grid, the
 seeds and tuning seeds, the number of steps, the model's settings and, for a task over several data sets, their
@@ -26,7 +26,7 @@ import bench_tasks
 #: Warmups (fractions of T) tuned jointly with the LR for the baselines and schedule-free, as users tune them
 #: (refined schedules start at their table: their warmup comes from the norms).
 WARMUP_FRACTIONS = (0.0, 0.02, 0.05, 0.1, 0.2)
-#: The benchmark's protocol (issue 9): defaults and options are chosen on "dev" tasks; "heldout" tasks are reported.
+#: The benchmark's protocol: defaults and options are chosen on "dev" tasks; "heldout" tasks are only reported.
 Split = Literal["dev", "heldout"]
 #: `warmup_stable_decay` decays over this last fraction of T.
 WSD_DECAY_FRACTION = 0.2
@@ -84,7 +84,8 @@ class BenchTask:
     """One benchmark task: what it is, how to build its problem, and its full and quick sizes."""
 
     name: str
-    #: Tasks of one group count as one task in the report's targets (e.g. one data set, two optimizers).
+    #: The task's number in the `--help` listing; tasks of one group share a problem (e.g. one data set, two
+    #: optimizers). Part of the configuration, so of the cache key.
     group: int
     kind: Kind
     family: Family
@@ -291,7 +292,7 @@ register_task(BenchTask(
 ))
 
 # --------------------------------------------------------------------------------------------------------------- #
-# Held-out tasks (issue 9): reported only, never used to choose a default or an option. Cheaper baselines (linear,
+# Held-out tasks: reported only, never used to choose a default or an option. Cheaper baselines (linear,
 # cosine) and the 10 % pilot of the targets.
 # --------------------------------------------------------------------------------------------------------------- #
 

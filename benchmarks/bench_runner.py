@@ -22,13 +22,13 @@ from bench_variants import (
     is_baseline,
     option_kwargs,
     option_variants,
-    parse_pilot_variant,
+    pilot_fraction,
     refine,
     refine_options,
     task_variants,
 )
 
-from hf_lrschedule.sources import atomic_write_text
+from hf_lrschedule.formats import atomic_write_text
 
 BENCH_VERSION = 2  # 2: baselines' warmup is tuned (a cell's warmup is in its path and meta)
 #: Configuration keys that only decide which cells run (not what a cell computes): left out of the cache key.
@@ -202,7 +202,7 @@ class TaskRunner:
     def weight(self, variant: str) -> float:
         """A cell's share of the ETA: a LoRA pilot cell also runs its pilot."""
         if self.cfg["kind"] == "lora" and variant.startswith("linear_refined_pilot_"):
-            return 1.0 + parse_pilot_variant(variant)[0]
+            return 1.0 + pilot_fraction(variant)
         return 1.0
 
     def planned_cells(self) -> float:
@@ -289,22 +289,6 @@ class TaskRunner:
         print(f"[bench]   done in {seconds:.1f}s", flush=True)
         return cell
 
-    def compressed_norms(self, problem: str, lr: float, seed: int, steps: int) -> dict[str, list[float]]:
-        """Norms of a `stretch` pilot: a complete linear run of `steps` updates, warmup scaled like the library's."""
-        cell = self.auxiliary_cell(
-            self.cell_path(problem, f"_linear_compressed_{steps}", lr, seed),
-            {"variant": "_linear_compressed", "lr": lr, "seed": seed, "steps": steps},
-            f"stretch pilot ({steps}-step linear run) lr={lr:g} seed={seed}",
-            lambda: bench_tasks.run_loop(
-                self.problem(problem), spec={"kind": "hf", "name": "linear"}, lr=lr, seed=seed,
-                num_training_steps=steps,
-                warmup=min(self.warmup_steps(self.linear_warmup(problem)) * steps // self.T, steps - 1),
-                wsd_decay=self.cfg["wsd_decay"], num_evals=1,
-            ),
-        )
-        l1 = cell.get("grad_norms_l1")
-        return {"l2": cell["grad_norms_l2"], "l1": l1, "source": "compressed linear run"}
-
     def linear_norms(self, problem: str, lr: float, seed: int, steps: int) -> dict[str, list[float]]:
         """Norms of the first `steps` updates of the linear run at (lr, seed): from the full run if it exists."""
         w = self.linear_warmup(problem)
@@ -336,22 +320,19 @@ class TaskRunner:
         return spec, meta, extra
 
     def refined_spec(self, problem: str, variant: str, lr: float, seed: int, meta: dict[str, Any]):
-        from hf_lrschedule.pilot import pilot_profile
+        from hf_lrschedule.pilot.runner import pilot_profile
 
         lora = self.cfg["kind"] == "lora"
         if variant.startswith("linear_refined_pilot_"):
-            fraction, mapping = parse_pilot_variant(variant)
-            w = self.linear_warmup(problem)
-            meta.update(pilot_fraction=fraction, refine=dict(self.defaults), mapping=mapping, pilot_warmup=w)
+            fraction, w = pilot_fraction(variant), self.linear_warmup(problem)
+            # `mapping` stays in the cache key (always "extend", the pilot's only mapping): cached cells keep matching
+            meta.update(pilot_fraction=fraction, refine=dict(self.defaults), mapping="extend", pilot_warmup=w)
             if lora:  # the pilot phase runs linear with the tuned warmup; the refined run starts at its table
                 return {"kind": "pilot"}, meta, {"pilot_fraction": fraction, "warmup_steps": self.warmup_steps(w)}
             n = math.ceil(fraction * self.T)
-            if mapping == "stretch":  # the naive pilot: its own linear decay over n updates
-                norms = self.compressed_norms(problem, lr, seed, n)
-            else:  # extend: the first n updates of the real run (linear over T)
-                norms = self.linear_norms(problem, lr, seed, n)
+            norms = self.linear_norms(problem, lr, seed, n)  # the first n updates of the real run (linear over T)
             values = np.asarray(norms[self.defaults["norm"]], dtype=float)
-            profile, positions = pilot_profile(values, np.arange(1, n + 1), self.T, mapping)
+            profile, positions = pilot_profile(values, np.arange(1, n + 1), self.T)
             details = refine(profile, self.T, positions=positions)
             record = {"peak_fraction": details.peak_fraction, "pilot_steps": n, "pilot_source": norms["source"]}
             return {"kind": "table", "table": details.multipliers.tolist()}, meta, {"record": record}

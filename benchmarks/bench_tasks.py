@@ -161,7 +161,7 @@ TABULAR = {
     "cells": ("modeldata", "cells", "class", ("case",)),
     "spam7": ("DAAG", "spam7", "yesno", ()),
     "tissue": ("dslabs", "tissue_gene_expression", "y", ()),
-    # unregularised logistic regression (issue 9); dev: the five above and these four, held out: the last four
+    # unregularised logistic regression; dev: the five above and these four, held out: the last four
     "oj": ("ISLR", "OJ", "Purchase", ()),
     "attrition": ("modeldata", "attrition", "Attrition", ()),
     "biopsy": ("MASS", "biopsy", "class", ("ID",)),

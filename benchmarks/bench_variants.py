@@ -1,10 +1,9 @@
 """The schedules every task runs ("variants") and the refinement options they use: the one place that knows them.
 
 A variant is a name: a baseline (`linear`, `cosine`, `warmup_stable_decay`, `schedule_free`; warmup tuned with the
-LR), `linear_refined` (library defaults, refined from the complete `linear` run), a pilot (`linear_refined_pilot_<f>`,
-with an optional `_<mapping>` suffix) or an option-study variant (`refined_<norm>_<guard><R>[_tol<t>]`). An option
-is a plain dict ``{"name", "norm", "guard", "max_norm_ratio", "tolerance"}``; the library's defaults are a dict of
-the same keys plus ``smoothing``.
+LR), `linear_refined` (library defaults, refined from the complete `linear` run), a pilot (`linear_refined_pilot_<f>`)
+or an option-study variant (`refined_<norm>_<guard><R>[_tol<t>]`). An option is a plain dict ``{"name", "norm",
+"guard", "max_norm_ratio", "tolerance"}``; the library's defaults are a dict of the same keys plus ``smoothing``.
 """
 
 from __future__ import annotations
@@ -31,8 +30,6 @@ PILOT_FRACTIONS = (0.05, 0.1, 0.2)
 OPTION_GRID: list[tuple[str, float, float]] = [
     ("none", 2.0, 1.0), ("floor", 2.0, 1.0), ("floor", 2.0, 1.5), ("floor", 2.0, 2.0),
 ]
-#: Pilot mappings compared side by side at f = 0.1 in the torch-loop tasks (the main rows use the library default).
-PILOT_MAPPINGS: tuple[str, ...] = ()
 #: The options an option-study variant sets; the others (smoothing) stay at the library's defaults.
 OPTION_KEYS = ("norm", "guard", "max_norm_ratio", "tolerance")
 
@@ -58,14 +55,9 @@ def pilot_variant(fraction: float) -> str:
     return f"linear_refined_pilot_{fraction:g}"
 
 
-def mapping_variant(mapping: str, fraction: float = 0.1) -> str:
-    return f"{pilot_variant(fraction)}_{mapping}"
-
-
-def parse_pilot_variant(variant: str) -> tuple[float, str]:
-    """`linear_refined_pilot_0.1` -> (0.1, "extend"); `linear_refined_pilot_0.1_stretch` -> (0.1, "stretch")."""
-    fraction, _, mapping = variant.removeprefix("linear_refined_pilot_").partition("_")
-    return float(fraction), mapping or "extend"
+def pilot_fraction(variant: str) -> float:
+    """`linear_refined_pilot_0.1` -> 0.1."""
+    return float(variant.removeprefix("linear_refined_pilot_"))
 
 
 def guard_label(guard: str, ratio: float | None, tolerance: float = 1.0) -> str:
@@ -97,8 +89,6 @@ def is_default(option: dict[str, Any], defaults: dict[str, Any]) -> bool:
 def task_variants(cfg: dict[str, Any], options: list[dict[str, Any]], defaults: dict[str, Any]) -> list[str]:
     """Every variant a task runs, in order; the option equal to the library default is `linear_refined` itself."""
     names = list(cfg["baselines"]) + ["linear_refined"] + [pilot_variant(f) for f in cfg["pilot_fractions"]]
-    if cfg["kind"] == "loop":
-        names += [mapping_variant(m) for m in PILOT_MAPPINGS]
     return names + [o["name"] for o in options if not is_default(o, defaults)]
 
 

@@ -1,4 +1,4 @@
-"""Pre-study for RefineOptions.tolerance on the dev tasks only (issue 9), run before any held-out task:
+"""Pre-study for RefineOptions.tolerance on the dev tasks only, run before any held-out task:
 linear vs refined (tolerance 1, 1.25, 1.5, 2) from the same linear run, 3 seeds. Output: results/tolerance_prestudy.txt.
 
     python benchmarks/prestudy_tolerance.py   # about 15 min on 2 CPU cores

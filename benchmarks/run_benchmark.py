@@ -16,7 +16,7 @@ Refined schedules (library defaults unless noted; no extra warmup: the table sta
                               LR and warmup, same seed), at its own best LR from the grid;
   linear_refined_pilot_0.1    from a pilot: the first ceil(0.1*T) updates of the tuned-warmup `linear` run at the
                               cell's LR (the real `hf_lrschedule.run_pilot` on the Trainer task; in the torch loops
-                              the same updates), mapped to the full run by `pilot_profile(..., "extend")`;
+                              the same updates), mapped to the full run by `pilot_profile`;
   at linear's best LR and warmup  the same two schedules at linear's tuned LR with linear's tuned warmup kept as a
                               ramp before the table: what a user who only flips the flag gets;
   option study (dev tasks)    guard none / floor R=2 with tolerance 1, 1.5, 2 (bench_variants.OPTION_GRID).
@@ -26,14 +26,14 @@ Outputs (under --out, default results/; results/quick/ with --quick):
                           for every schedule; eval_loss_std is the sample std (ddof=1) over seeds; a diverged seed
                           has eval_loss null (and the mean is null).
   benchmark_details.json  configuration, best LRs, per-data-set numbers, the option study, pilot cost, timings.
-  benchmark.md            the tables, targets (met / missed) and the option study.
+  benchmark.md            the tables, the targets on the held-out tasks (met / missed) and the option study.
   <task>.png              eval-loss curves and the LR schedules actually used; <task>_refined.png: the norms and the
                           refined schedule (library plot).
   cells/                  one JSON per finished run (written atomically): an interrupted benchmark resumes there.
 
 The code: the tasks are entries in bench_registry.py (add a task there), their data, models and training loops are
 in bench_tasks.py, the schedules and refinement options in bench_variants.py, the cells, cache and progress in
-bench_runner.py, the results and markdown in bench_report.py and the PNGs in bench_plots.py.
+bench_runner.py, the results in bench_report.py, the markdown in bench_markdown.py and the PNGs in bench_plots.py.
 """
 
 from __future__ import annotations

@@ -53,8 +53,16 @@ export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_HUB_DISA
 export WANDB_MODE=disabled WANDB_DISABLED=true GRADIO_ANALYTICS_ENABLED=False
 export AXOLOTL_DO_NOT_TRACK=1 DO_NOT_TRACK=1   # axolotl: without this its PostHog telemetry keeps retrying at exit
 export CUDA_VISIBLE_DEVICES=""                 # CPU check, also where a CUDA build of torch is installed
-unset HF_LRSCHEDULE_PHASE HF_LRSCHEDULE_PILOT_DIR HF_LRSCHEDULE_PILOT_FRACTION HF_LRSCHEDULE_PILOT_MAPPING \
-  HF_LRSCHEDULE_SCHEDULE FORCE_TORCHRUN 2>/dev/null || true
+unset FORCE_TORCHRUN 2>/dev/null || true
+# No pilot around this script reaches its runs: every HF_LRSCHEDULE_* variable goes, but the start-up hook's switch
+# and the locations this script and scripts/recipe_data.py read (venvs, data, models, archives, the GGUF file).
+for name in $(compgen -e | grep '^HF_LRSCHEDULE_'); do
+  case "$name" in
+    HF_LRSCHEDULE_AUTOREGISTER|HF_LRSCHEDULE_FE_DIR|HF_LRSCHEDULE_DATA_DIR|HF_LRSCHEDULE_MODEL_DIR) ;;
+    HF_LRSCHEDULE_*_ARCHIVE|HF_LRSCHEDULE_SMOLLM2_GGUF) ;;
+    *) unset "$name" ;;
+  esac
+done
 
 mkdir -p "$FE_DIR" "$LOGS"
 cd "$REPO" || exit 1   # the recipes' paths are relative to the repository root
@@ -211,11 +219,10 @@ def logged_lrs(chunk):
     # Trainer log dicts: {'loss': ..., 'learning_rate': 0.00144, ...} (axolotl formats the values as strings)
     return [float(m) for m in re.findall(r"'learning_rate': '?([0-9.eE+-]+)'?", chunk)]
 
-def expected_lrs(kw, T, base_lr, env=None):
+def expected_lrs(kw, T, base_lr):
     import os, torch, transformers
     from transformers import get_scheduler
     saved = {k: os.environ.pop(k) for k in list(os.environ) if k.startswith("HF_LRSCHEDULE_") and k != "HF_LRSCHEDULE_AUTOREGISTER"}
-    os.environ.update(env or {})
     try:
         opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=base_lr)
         with warnings.catch_warnings():
@@ -228,8 +235,6 @@ def expected_lrs(kw, T, base_lr, env=None):
             opt.step(); sched.step()
         return out
     finally:
-        for k in env or {}:
-            os.environ.pop(k, None)
         os.environ.update(saved)
 
 def compare(got, want):

@@ -49,8 +49,8 @@ def main() -> int:
     from trl import TrlParser
 
     import hf_lrschedule
-    from hf_lrschedule import load_schedule
-    from hf_lrschedule.pilot import PLOT_FILE
+    from hf_lrschedule.formats import load_schedule
+    from hf_lrschedule.pilot.protocol import PLOT_FILE
     from hf_lrschedule.refine import describe_schedule
 
     print("[main job] preparing the corpus and the model (cached after the first run)", flush=True)

@@ -9,9 +9,11 @@ import torch
 from conftest import TESTS, subprocess_env
 from tiny import tiny_trainer
 
-from hf_lrschedule import run_pilot
+from hf_lrschedule import OptionConflictError, PilotOptions, RefineOptions, run_pilot
 from hf_lrschedule.cli import main
-from hf_lrschedule.pilot import PilotSettings, pilot_profile
+from hf_lrschedule.pilot.runner import pilot_profile
+from hf_lrschedule.readers import load_grad_norms
+from hf_lrschedule.refine import refinement_details
 
 BASE_LR = 0.01
 
@@ -149,18 +151,20 @@ def test_in_process_pilot_restores_model_and_data_order(tmp_path):
     assert [lrs[s] for s in range(1, 41)] == pytest.approx([BASE_LR * m for m in multipliers[:40]], rel=1e-12)
 
 
-def test_extend_mapping_holds_the_pilots_late_level():
+def test_the_profile_holds_the_pilots_late_level():
     values = np.array([5.0, 3.0, 2.0, 1.0, 1.0, 1.2, 0.8, 1.0])
-    profile, positions = pilot_profile(values, np.arange(1, 9), 80, "extend")
+    profile, positions = pilot_profile(values, np.arange(1, 9), 80)
     assert positions[:8].tolist() == [s / 80 for s in range(8)] and positions[-2:].tolist() == [0.1, 1.0]
     assert profile[-1] == profile[-2] == 0.9  # median of the last quarter (0.8, 1.0)
-    assert pilot_profile(values, np.arange(1, 9), 80, "stretch") == (values, None)
+    assert profile[:8].tolist() == values.tolist()
 
 
 def test_pilot_steps_rule():
-    assert PilotSettings(phase="pilot", fraction=0.1).pilot_steps(1000) == 100
+    assert PilotOptions(fraction=0.1).pilot_steps(1000) == 100
     with pytest.raises(RuntimeError, match="use --fraction 0.1 or more"):
-        PilotSettings(phase="pilot", fraction=0.01).pilot_steps(100)
+        PilotOptions(fraction=0.01).pilot_steps(100)
+    with pytest.raises(RuntimeError, match=r"--fraction must be a number in \(0, 1\], got 1.5"):
+        PilotOptions(fraction=1.5)
 
 
 def test_a_pilot_inside_the_warmup_warns(tmp_path, caplog):
@@ -175,3 +179,76 @@ def test_a_pilot_inside_the_warmup_warns(tmp_path, caplog):
     with caplog.at_level(logging.WARNING, logger="hf_lrschedule"):
         run_pilot(trainer, fraction=0.25, out=tmp_path / "pilot2")
     assert not any("inside the warmup" in r.getMessage() for r in caplog.records)
+
+
+# Every refinement option at a value other than its default, and a floor: the user's lr_scheduler_kwargs.
+USER_KWARGS = {"norm": "l1", "smoothing": 0.05, "guard": "clip", "max_norm_ratio": 3.0, "tolerance": 1.0,
+               "min_lr_ratio": 0.5}
+REFINE_KWARGS = {k: v for k, v in USER_KWARGS.items() if k != "min_lr_ratio"}
+
+
+def expected_lrs(pilot_dir, steps):
+    """The full run's LRs from the pilot's own norms, refined with the user's options, floored at min_lr_ratio."""
+    log = load_grad_norms(pilot_dir / "grad_norms.json")
+    profile, positions = pilot_profile(log.series("l1"), log.steps, steps)
+    table = refinement_details(profile, steps, RefineOptions(**REFINE_KWARGS), positions=positions).multipliers
+    floor = USER_KWARGS["min_lr_ratio"]
+    return [BASE_LR * (floor + (1 - floor) * m) for m in table[:steps]]
+
+
+def test_cli_pilot_honours_every_kwarg_of_the_command(tmp_path):
+    pilot_dir = tmp_path / "pilot"
+    command = stock_command(tmp_path, "--lr_scheduler_kwargs", json.dumps(USER_KWARGS))
+    assert main(["pilot", "--fraction", "0.25", "--out", str(pilot_dir), "--", *command]) == 0
+    schedule = json.loads((pilot_dir / "schedule.json").read_text())
+    assert schedule["settings"] == REFINE_KWARGS
+    assert json.loads((pilot_dir / "manifest.json").read_text())["refine"] == REFINE_KWARGS
+    lrs = json.loads((tmp_path / "result.json").read_text())["lrs"]
+    assert [lrs[str(s)] for s in range(1, 41)] == pytest.approx(expected_lrs(pilot_dir, 40), rel=1e-12)
+    assert min(lrs.values()) >= BASE_LR * 0.5  # the floor holds in the full run
+
+
+def test_cli_flag_and_command_kwarg_merge_and_conflict(tmp_path, capsys):
+    pilot_dir = tmp_path / "pilot"
+    command = stock_command(tmp_path, "--lr_scheduler_kwargs", json.dumps({"tolerance": 1.0}))
+    # a flag for another option adds to the kwargs; the same value twice is no conflict
+    argv = ["pilot", "--fraction", "0.25", "--out", str(pilot_dir), "--pilot-only", "--smoothing", "0.05",
+            "--tolerance", "1", "--", *command]
+    assert main(argv) == 0
+    settings = json.loads((pilot_dir / "schedule.json").read_text())["settings"]
+    assert settings == {**RefineOptions().to_dict(), "smoothing": 0.05, "tolerance": 1.0}
+    capsys.readouterr()
+    argv = ["pilot", "--fraction", "0.25", "--out", str(pilot_dir), "--pilot-only", "--tolerance", "1.5", "--", *command]
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert "'tolerance' is given twice with different values: 1.5 (hf-lrschedule pilot's flags) and 1.0 (the run's " \
+        "lr_scheduler_kwargs)" in err
+    assert not (pilot_dir / "manifest.json").exists() and not (pilot_dir / "grad_norms.json").exists()
+
+
+def kwargs_trainer(out, **kwargs):
+    return tiny_trainer(
+        out, max_steps=40, per_device_train_batch_size=4, learning_rate=BASE_LR, logging_steps=1,
+        lr_scheduler_type="linear_refined", lr_scheduler_kwargs=dict(kwargs),
+    )
+
+
+def test_run_pilot_honours_every_kwarg_of_the_trainer(tmp_path):
+    trainer = kwargs_trainer(tmp_path / "run", **USER_KWARGS)
+    schedule = run_pilot(trainer, fraction=0.25, out=tmp_path / "pilot")
+    assert trainer.args.lr_scheduler_kwargs == {**USER_KWARGS, "schedule": str(schedule)}
+    assert json.loads(schedule.read_text())["settings"] == REFINE_KWARGS
+    trainer.train()
+    lrs = {e["step"]: e["learning_rate"] for e in trainer.state.log_history if "learning_rate" in e}
+    assert [lrs[s] for s in range(1, 41)] == pytest.approx(expected_lrs(tmp_path / "pilot", 40), rel=1e-12)
+
+
+def test_run_pilot_keyword_and_trainer_kwarg_merge_and_conflict(tmp_path):
+    trainer = kwargs_trainer(tmp_path / "run", tolerance=1.0)
+    schedule = run_pilot(trainer, fraction=0.25, out=tmp_path / "pilot", smoothing=0.05, tolerance=1.0)
+    assert json.loads(schedule.read_text())["settings"]["smoothing"] == 0.05
+    trainer = kwargs_trainer(tmp_path / "run2", tolerance=1.0)
+    with pytest.raises(OptionConflictError, match=r"given twice with different values: 1.5 \(run_pilot's options\) "
+                       r"and 1.0 \(the run's lr_scheduler_kwargs\)"):
+        run_pilot(trainer, fraction=0.25, out=tmp_path / "pilot2", tolerance=1.5)
+    assert trainer.args.lr_scheduler_kwargs == {"tolerance": 1.0}  # the caller's arguments are left as they were

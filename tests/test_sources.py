@@ -13,7 +13,7 @@ from hf_lrschedule import (
     get_linear_refined_schedule,
     load_grad_norms,
 )
-from hf_lrschedule.sources import atomic_write_json
+from hf_lrschedule.formats import atomic_write_json
 
 
 def build(grad_norms=None, T=10, **kwargs):

@@ -21,7 +21,7 @@ from hf_lrschedule import (
     refine_schedule,
 )
 from hf_lrschedule.cli import main
-from hf_lrschedule.sources import load_tensorboard
+from hf_lrschedule.readers.tensorboard import load_tensorboard
 
 
 @pytest.fixture(scope="module")

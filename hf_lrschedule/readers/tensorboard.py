@@ -68,7 +68,7 @@ def _pick_tag(tags: list[str], where: str) -> str | None:
     if len(others) > 1:
         raise GradNormSourceError(
             f"{where} logs several gradient-norm tags {others}; pass the one to use: "
-            "hf_lrschedule.sources.load_tensorboard(path, tag=...)"
+            "hf_lrschedule.readers.tensorboard.load_tensorboard(path, tag=...)"
         )
     return others[0] if others else None
 

@@ -24,7 +24,8 @@ from tiny import ByteLMDataset, tiny_llama
 from torch.distributed.device_mesh import init_device_mesh
 
 from hf_lrschedule import GradNormRecorder
-from hf_lrschedule.integrations.accelerate import clip_grad_norm_and_record, grad_l1_norm, leave_process_group
+from hf_lrschedule.integrations.accelerate import clip_grad_norm_and_record, leave_process_group
+from hf_lrschedule.integrations.norms import grad_l1_norm
 
 MAX_NORM = 1.0
 PER_RANK = 2

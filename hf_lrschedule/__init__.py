@@ -40,9 +40,9 @@ _LAZY = {
     "ScheduleReportCallback": "integrations.reporting",
 }
 
-# The README's "API" section, one name per job (sorted). Building blocks (the schedule functions, the accelerate helpers
+# The public API (docs/api.md), one name per job. Building blocks (the schedule functions, the accelerate helpers
 # `RefinedRun` is made of, the pilot's parent side) stay importable from their modules.
-__all__ = [  # grouped as in the README's API section: the schedule, transformers, recording, accelerate and pilots
+__all__ = [
     "GradNormRecorder",
     "GradNormRecorderCallback",
     "GradNormSourceError",

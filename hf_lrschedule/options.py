@@ -24,7 +24,7 @@ GUARD_KINDS = ("clip", "floor", "none")
 
 @dataclass(frozen=True)
 class RefineOptions:
-    """How gradient norms become a schedule (see the README's "The method").
+    """How gradient norms become a schedule (docs/method.md).
 
     Numbers may be given as strings ("0.1"): transformers passes `--lr_scheduler_kwargs` values as typed.
 
@@ -46,10 +46,7 @@ class RefineOptions:
     smoothing: float = field(
         default=0.1, metadata={"help": "tau: the median filter's width as a fraction of training (0 disables it)"}
     )
-    # Default guard "floor": both failures measured with the bare formula come from *low* norms (norms that keep
-    # falling late in training; LoRA's near-zero start), so norms below the median count as the median and never
-    # raise the LR above linear's shape, while high norms (early spike, late rise) keep their shape up to m * R.
-    # Chosen by the benchmark's option study (README, "Benchmark").
+    # Default "floor": low norms never raise the LR above linear's shape (docs/design.md, "The floor guard").
     guard: GuardKind = field(
         default="floor",
         metadata={
@@ -61,9 +58,7 @@ class RefineOptions:
     max_norm_ratio: float = field(
         default=2.0, metadata={"help": "R of the guard (1 = linear decay, larger = closer to the paper)"}
     )
-    # Default tolerance 2: chosen on the dev tasks only (README "The method", results/tolerance_prestudy.txt): it
-    # removes the small warmup that noisy, slowly falling norms gave convex SGD problems (a loss beyond the noise
-    # with tolerance 1) and keeps the Llama gain, which comes from an early spike of 3-4x the median.
+    # Default 2: chosen on the dev tasks only (docs/design.md, "Tolerance 2").
     tolerance: float = field(
         default=2.0,
         metadata={

@@ -181,9 +181,10 @@ def refine_schedule(
 ) -> np.ndarray:
     r"""The refined schedule's multipliers for steps ``0 .. num_training_steps - 1`` (peak 1, then down to ~0).
 
-    .. math::
-        \hat G = \operatorname{median}_{\tau T}(G), \qquad w_t = \hat G_t^{-p}, \qquad
-        \eta_t = \frac{w_t \sum_{s=t+1}^{T} w_s}{\max_u w_u \sum_{s=u+1}^{T} w_s}
+    ```
+    G_hat = median filter of G (width tau * T)      w_t = G_hat_t ** -p
+    eta_t = w_t * sum(w_s, s = t+1 .. T) / max over u of (w_u * sum(w_s, s = u+1 .. T))
+    ```
 
     with ``p = 2`` for ``norm="l2"`` and ``p = 1`` for ``norm="l1"``.
 

@@ -28,7 +28,10 @@ def linear_decay(
 ) -> float:
     """Linear warmup to 1, then linear decay to `min_lr_ratio` at `num_training_steps`; held there after.
 
-    .. math:: m(t) = t / W \\;(t < W), \\qquad m(t) = r + (1 - r)\\,\\frac{T - t}{T - W} \\;(t \\ge W)
+    ```
+    m(t) = t / W                            for t < W
+    m(t) = r + (1 - r) * (T - t) / (T - W)  for t >= W
+    ```
 
     With `min_lr_ratio=0` this is exactly transformers' `linear` schedule (`get_linear_schedule_with_warmup`).
 

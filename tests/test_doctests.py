@@ -1,4 +1,4 @@
-"""The examples in the library's docstrings run as written (the README's API section quotes some of them)."""
+"""The examples in the library's docstrings run as written (the docs quote some of them)."""
 
 from __future__ import annotations
 

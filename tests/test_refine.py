@@ -235,7 +235,7 @@ def test_peaks_on_the_authors_logs(shared_logs, name, norm, peak, tolerance):
 def test_floor_guard_keeps_the_late_roberta_peak_and_the_default_band_trades_it_for_safety(shared_logs):
     # The paper's late RoBERTa peak (45 %) survives the floor guard without a band (tolerance 1); the symmetric clip
     # (R = 1.5) moves it to 0. Its norms vary by less than 2x around their median, so the default band (tolerance
-    # 2, chosen for safety on the dev tasks, README "The method") treats them as noise: the peak moves to ~2 %.
+    # 2, chosen for safety on the dev tasks, docs/design.md) treats them as noise: the peak moves to ~2 %.
     log = load_grad_norms(shared_logs / "roberta_l1.csv")
     values = log.l2[~np.isinf(log.l2)][2:-2]
     smoothing = 1001 / max(values.size, 10_000)

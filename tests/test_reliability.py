@@ -1,4 +1,4 @@
-"""Guarantees of the README's table: resume, crash safety of the pilot."""
+"""Guarantees of docs/guarantees.md: resume, crash safety of the pilot."""
 
 import json
 import os

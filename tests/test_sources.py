@@ -43,7 +43,7 @@ def test_list_source():
     assert load_grad_norms([1.0, 2.0]).l2.tolist() == [1.0, 2.0]
 
 
-# ---- bad inputs (numbered as in the README's "Guarantees" table) ----
+# ---- bad inputs (numbered as in docs/guarantees.md) ----
 
 
 def test_missing_file(tmp_path):

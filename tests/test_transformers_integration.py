@@ -218,7 +218,7 @@ def test_trl_sft_config_and_yaml(tmp_path):
 
 
 def test_refine_schedule_defaults_are_exactly_what_linear_refined_uses_by_default():
-    # One code path (issue 9): a spike of 3x, then norms wandering within the default tolerance band; the public
+    # One code path: a spike of 3x, then norms wandering within the default tolerance band; the public
     # refine_schedule with no options and the scheduler with no options give the same multipliers, bit for bit.
     T = 60
     norms = [3.0] * 6 + [1.0 + 0.3 * ((k * 7) % 5 - 2) / 2 for k in range(54)]

@@ -146,8 +146,8 @@ class RefinedRun:
         record_l1 (`bool`, *optional*):
             Also record l1 norms (default: for Adam-family optimizers).
 
-    Example::
-
+    Examples:
+        ```python
         run = RefinedRun(accelerator, num_training_steps=T)
         scheduler = run.create_scheduler(optimizer)
         for batch in loader:
@@ -158,6 +158,7 @@ class RefinedRun:
             if accelerator.sync_gradients and run.step_end():
                 break
         run.finish()
+        ```
     """
 
     def __init__(self, accelerator, *, num_training_steps: int, record_to: str | None = None, record_l1: bool | None = None):

@@ -143,9 +143,9 @@ def build_table(
 def warn_if_warmup_dropped(log: GradNormLog, warmup_fraction: float) -> None:
     """Warn when the norms were recorded under a warmup that this run drops (or cuts to less than half).
 
-    Measured (README "Benchmark"): norms recorded under a warmup show the ramp, not the early spike that would give
-    the refined schedule its own warmup; run without the warmup, such a schedule lost to linear beyond the seeds'
-    noise (Llama from scratch, a 10 % pilot inside a 20 % warmup: +3.9 %) and matched it with the warmup kept."""
+    Norms recorded under a warmup show the ramp, not the early spike that would give the refined schedule its own
+    warmup; run without the warmup, such schedules lost to linear in the benchmark (docs/design.md, "The pilot and
+    the user's warmup")."""
     recorded_warmup, recorded_steps = log.meta.get("num_warmup_steps"), log.meta.get("num_training_steps")
     try:
         recorded = float(recorded_warmup) / float(recorded_steps)

@@ -7,8 +7,8 @@ HF_LRSCHEDULE_AUTOREGISTER=0 to switch it off (then `import hf_lrschedule` regis
 
 The hook never raises into an import: if registration fails (a transformers or Python it does not know, a broken
 install), transformers imports and works without `linear_refined` and one `RegistrationWarning` says what failed and
-how to switch the hook off. Only in the pilot phase of `hf-lrschedule pilot` is a failure an error, so that the
-pilot cannot silently run the full budget.
+how to switch the hook off. Only under `hf-lrschedule pilot` (either phase) is a failure an error, so that a pilot
+can neither silently run the full budget nor run its full phase without the refined schedule.
 
 The enum is extended right after `transformers.trainer_utils` executes (before any HfArgumentParser can freeze
 its choices) and the factory is added right after `transformers.optimization` executes; each hook imports only
@@ -41,10 +41,9 @@ def _run_hook(module_name: str) -> None:
     """Run the hook of `module_name`. It never raises into the import, except in a pilot, which must fail loudly."""
     global _failed
     protocol, phase = _pilot_phase()
-    pilot = phase == "pilot"
     if module_name == "transformers.trainer" and phase is None:
         return  # nothing to patch outside a pilot: keep the import of transformers.trainer untouched
-    if _failed and not pilot:
+    if _failed and phase is None:
         return  # one warning per process is enough; the other hooks would fail the same way
     module, function = _HOOKS[module_name]
     try:
@@ -54,7 +53,7 @@ def _run_hook(module_name: str) -> None:
     except Exception as error:  # whatever breaks, the user's `import transformers` must not
         _failed = True
         message = _failure_message(module_name, error)
-        if pilot:
+        if phase is not None:  # either phase of a pilot must fail loudly, never train on the wrong schedule
             protocol.report_error(message)  # where `hf-lrschedule pilot` reads a child's error
             raise
         import warnings
@@ -62,14 +61,27 @@ def _run_hook(module_name: str) -> None:
         warnings.warn(message, RegistrationWarning, stacklevel=2)
 
 
-def _pilot_phase():
-    """`hf_lrschedule.pilot.protocol` (the environment contract of `hf-lrschedule pilot`) and this process's phase
-    ("pilot", "full" or None); (None, None) if the package cannot import: registration then fails too, and says so."""
-    try:
-        import importlib
+_protocol = None
 
-        protocol = importlib.import_module("hf_lrschedule.pilot.protocol")
-        return protocol, protocol.current_phase().name
+
+def _pilot_phase():
+    """The pilot's protocol module and this process's phase ("pilot", "full" or None).
+
+    `hf_lrschedule/pilot/protocol.py` (stdlib only) is loaded by its path, without importing the package, which may
+    be what is broken; (None, None) only if even that file cannot be read."""
+    global _protocol
+    try:
+        if _protocol is None:
+            import importlib.util
+
+            package = importlib.util.find_spec("hf_lrschedule")
+            path = os.path.join(package.submodule_search_locations[0], "pilot", "protocol.py")
+            spec = importlib.util.spec_from_file_location("_hf_lrschedule_pilot_protocol", path)
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[spec.name] = module  # dataclasses look their module up while the class is built
+            spec.loader.exec_module(module)
+            _protocol = module
+        return _protocol, _protocol.current_phase().name
     except Exception:  # noqa: BLE001
         return None, None
 

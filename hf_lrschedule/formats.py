@@ -1,6 +1,6 @@
 """The files the library writes and reads: names, format versions, schedule payloads, and the one atomic writer.
 
-Stdlib only (the start-up hook and the pilot's protocol import it). Nothing here unpickles or evaluates file content.
+Stdlib only. Nothing here unpickles or evaluates file content.
 """
 
 from __future__ import annotations

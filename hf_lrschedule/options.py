@@ -117,7 +117,9 @@ class RefineOptions:
                 choices=choices,
                 type=None if choices else float,
                 default=option.default if with_defaults else argparse.SUPPRESS,
-                help=f"{option.metadata['help']} (default: {option.default})",
+                help=f"{option.metadata['help']} (default: {option.default})"
+                if with_defaults
+                else f"{option.metadata['help']} (default: the command's lr_scheduler_kwargs, else {option.default})",
             )
 
     @classmethod

@@ -37,6 +37,8 @@ print("TRANSFORMERS OK")
 BREAKS = {
     # the glue module raises while it is imported (a bug, a missing dependency, a renamed transformers name)
     "glue_import": ("integrations/transformers.py", "\nraise RuntimeError('simulated broken glue module')\n"),
+    # the package itself cannot import (a module that `hf_lrschedule/__init__` imports raises)
+    "package_import": ("options.py", "\nraise RuntimeError('simulated broken package')\n"),
     # the enum extension raises (a Python whose enum internals changed)
     "enum_extension": (
         "_enums.py",
@@ -78,20 +80,29 @@ def test_broken_registration_leaves_transformers_working(tmp_path, case):
     assert "HF_LRSCHEDULE_AUTOREGISTER=0" in message and "transformers 5." in message
 
 
-def test_broken_registration_fails_the_pilot_phase(tmp_path):
-    """In a pilot the failure is an error: the pilot must not silently run the full budget."""
+@pytest.mark.parametrize(
+    "phase,case,text",
+    [
+        ("pilot", "glue_import", "simulated broken glue module"),
+        ("full", "glue_import", "simulated broken glue module"),
+        ("pilot", "package_import", "simulated broken package"),
+    ],
+)
+def test_broken_registration_fails_both_phases_of_a_pilot(tmp_path, phase, case, text):
+    """Under a pilot the failure is an error: no full budget run as a pilot, no full run without its schedule; the
+    phase is read even when the package cannot import (the hook loads the protocol file by its path)."""
     pilot_dir = tmp_path / "pilot"
     pilot_dir.mkdir()
     result = run(
         "import transformers.trainer_utils",
-        broken_copy(tmp_path, "glue_import"),
-        HF_LRSCHEDULE_PHASE="pilot",
+        broken_copy(tmp_path, case),
+        HF_LRSCHEDULE_PHASE=phase,
         HF_LRSCHEDULE_PILOT_DIR=str(pilot_dir),
     )
     assert result.returncode != 0
-    assert "simulated broken glue module" in result.stderr
+    assert text in result.stderr
     message = json.loads((pilot_dir / "pilot_error.json").read_text())["message"]
-    assert "simulated broken glue module" in message and "HF_LRSCHEDULE_AUTOREGISTER=0" in message
+    assert text in message and "HF_LRSCHEDULE_AUTOREGISTER=0" in message
 
 
 def test_intact_install_registers_without_warning(tmp_path):

@@ -252,3 +252,58 @@ def test_run_pilot_keyword_and_trainer_kwarg_merge_and_conflict(tmp_path):
                        r"and 1.0 \(the run's lr_scheduler_kwargs\)"):
         run_pilot(trainer, fraction=0.25, out=tmp_path / "pilot2", tolerance=1.5)
     assert trainer.args.lr_scheduler_kwargs == {"tolerance": 1.0}  # the caller's arguments are left as they were
+
+
+def test_phase_kwargs_keep_every_key_but_the_source(tmp_path, caplog):
+    from hf_lrschedule.formats import RECORDER_FILE
+    from hf_lrschedule.pilot.phase import phase_kwargs
+    from hf_lrschedule.pilot.protocol import NORMS_FILE, Phase
+
+    assert NORMS_FILE == RECORDER_FILE
+    user = {"grad_norms": "old.json", "min_lr_ratio": 0.1, "tolerance": 1.5}
+    assert phase_kwargs(Phase(), user) == user
+    assert phase_kwargs(Phase("pilot", tmp_path), user) == {"min_lr_ratio": 0.1, "tolerance": 1.5}
+    with caplog.at_level(logging.WARNING, logger="hf_lrschedule"):
+        full = phase_kwargs(Phase("full", tmp_path), user)
+    assert full == {"min_lr_ratio": 0.1, "tolerance": 1.5, "schedule": str(tmp_path / "schedule.json")}
+    assert any("the pilot's schedule replaces the grad_norms given" in r.getMessage() for r in caplog.records)
+    assert user["grad_norms"] == "old.json"  # the caller's dict is not changed
+    # a reused pilot whose schedule was refined with other options than the run now asks for: an error, not a mix
+    (tmp_path / "schedule.json").write_text(json.dumps({"settings": RefineOptions().to_dict()}))
+    with pytest.raises(OptionConflictError, match=r"'tolerance' is given twice with different values: 2.0 \(the "
+                       r"pilot's schedule \(rerun the pilot with --force\)\) and 1.5"):
+        phase_kwargs(Phase("full", tmp_path), user)
+    assert "rerun the pilot with --force" in json.loads((tmp_path / "pilot_error.json").read_text())["message"]
+    with pytest.raises(ValueError, match="HF_LRSCHEDULE_PHASE=pilot needs HF_LRSCHEDULE_PILOT_DIR"):
+        Phase.from_env({"HF_LRSCHEDULE_PHASE": "pilot"})
+    with pytest.raises(ValueError, match="must be 'pilot' or 'full'"):
+        Phase.from_env({"HF_LRSCHEDULE_PHASE": "both", "HF_LRSCHEDULE_PILOT_DIR": "x"})
+
+
+def test_run_pilot_rejects_bad_settings_before_touching_the_trainer(tmp_path):
+    trainer = kwargs_trainer(tmp_path / "run", tolerance=1.0)
+    args = trainer.args
+    with pytest.raises(RuntimeError, match="--fraction must be a number in"):
+        run_pilot(trainer, fraction=0.0, out=tmp_path / "pilot")
+    with pytest.raises(ValueError, match="tolerance must be a finite number >= 1"):
+        run_pilot(trainer, tolerance=0.5, out=tmp_path / "pilot")
+    assert trainer.args is args and args.lr_scheduler_kwargs == {"tolerance": 1.0}
+    assert args.lr_scheduler_type == "linear_refined"
+
+
+def test_cli_pilot_rejects_a_bad_flag_before_running_the_command(tmp_path, capsys):
+    pilot_dir = tmp_path / "pilot"
+    assert main(["pilot", "--out", str(pilot_dir), "--tolerance", "0.5", "--", *stock_command(tmp_path)]) == 1
+    assert "tolerance must be a finite number >= 1, got 0.5" in capsys.readouterr().err
+    assert not pilot_dir.exists()
+
+
+def test_l1_from_the_kwargs_records_l1_norms_with_sgd(tmp_path):
+    trainer = tiny_trainer(
+        tmp_path / "run", max_steps=40, per_device_train_batch_size=4, learning_rate=BASE_LR, logging_steps=1,
+        lr_scheduler_type="linear_refined", lr_scheduler_kwargs={"norm": "l1"}, optim="sgd",
+    )
+    schedule = run_pilot(trainer, fraction=0.25, out=tmp_path / "pilot")
+    norms = json.loads((tmp_path / "pilot" / "grad_norms.json").read_text())
+    assert norms["meta"]["optimizer_family"] == "sgd" and len(norms["l1"]) == 10 and None not in norms["l1"]
+    assert json.loads(schedule.read_text())["settings"]["norm"] == "l1"

@@ -206,11 +206,13 @@ class RefinedRun:
                 self.record_l1 = optimizer_family(name) == "adam"
         kwargs = phase_kwargs(self.phase, lr_scheduler_kwargs)
         if self.is_pilot:  # every rank checks (the same result); the files are written atomically
-            plan_pilot(
+            _, options = plan_pilot(
                 self.phase.directory, self.pilot, self.explicit, explicit_where="hf-lrschedule pilot's flags",
                 num_training_steps=self.num_training_steps, num_warmup_steps=num_warmup_steps,
                 lr_scheduler_kwargs=kwargs,
             )
+            if options.norm == "l1":
+                self.record_l1 = True
         return create_accelerate_scheduler(
             self.accelerator, optimizer, num_training_steps=self.num_training_steps,
             num_warmup_steps=num_warmup_steps, **kwargs,

@@ -6,6 +6,7 @@ The `linear_refined` factory knows nothing of pilots: each phase hands it `lr_sc
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Mapping
@@ -14,7 +15,7 @@ from typing import Any
 
 from ..errors import PilotError
 from ..formats import atomic_write_json
-from ..options import merge_options
+from ..options import RefineOptions, merge_options
 from .options import PilotOptions
 from .protocol import SCHEDULE_FILE, SCHEDULER_FILE, Phase, report_error
 
@@ -40,7 +41,17 @@ def phase_kwargs(phase: Phase, lr_scheduler_kwargs: Mapping[str, Any] | None) ->
     if phase.is_full:
         if given:
             logger.warning("linear_refined: the pilot's schedule replaces the %s given", " and ".join(given))
-        kwargs["schedule"] = str(phase.file(SCHEDULE_FILE))
+        schedule = phase.file(SCHEDULE_FILE)
+        try:  # a pilot reused for a run whose options changed since (in a file the cache key does not cover)
+            settings = json.loads(schedule.read_text(encoding="utf-8")).get("settings") or {}
+            merge_options(("the pilot's schedule (rerun the pilot with --force)", settings),
+                          ("the run's lr_scheduler_kwargs", kwargs))
+        except OSError:
+            pass  # the factory says the file is missing, as for any schedule file
+        except ValueError as error:
+            report_error(str(error), phase.directory)
+            raise
+        kwargs["schedule"] = str(schedule)
     return kwargs
 
 
@@ -59,8 +70,9 @@ def plan_pilot(
     num_training_steps: int,
     num_warmup_steps: int,
     lr_scheduler_kwargs: Mapping[str, Any] | None,
-) -> int:
-    """Check a pilot before it trains and write ``scheduler_seen.json``; returns the pilot's optimizer steps.
+) -> tuple[int, RefineOptions]:
+    """Check a pilot before it trains and write ``scheduler_seen.json``; returns the pilot's optimizer steps and the
+    merged refinement options (with ``norm="l1"`` the recorder must record l1 norms, whatever the optimizer).
 
     The refinement options are those of `explicit` (a CLI flag, a `run_pilot` keyword) merged with the run's
     `lr_scheduler_kwargs`: given in both with different values, it is an error that names both. Any error is also
@@ -84,7 +96,7 @@ def plan_pilot(
             "only and say nothing about the run after it; use a --fraction above the warmup's share (%.2f)",
             stop_at, num_warmup_steps, num_warmup_steps / num_training_steps,
         )
-    return stop_at
+    return stop_at, options
 
 
 class QuietLinearFallback(logging.Filter):

@@ -17,7 +17,8 @@ Everything else lies in files of the pilot folder, each written atomically:
 * ``manifest.json`` (parent, written last): the pilot is complete and may be reused;
 * ``run/``: the pilot phase's own output_dir (the user's output_dir is never written by a pilot).
 
-Stdlib only (through `hf_lrschedule.formats`): the start-up hook imports it while transformers loads.
+Stdlib only: the start-up hook loads this file by its path, without importing the package (which may be what
+fails), to learn the phase and to report a pilot's error.
 """
 
 from __future__ import annotations
@@ -29,15 +30,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..formats import RECORDER_FILE, atomic_write_json
-
 ENV_PHASE = "HF_LRSCHEDULE_PHASE"
 ENV_DIR = "HF_LRSCHEDULE_PILOT_DIR"
 PHASES = ("pilot", "full")
 
 REQUEST_FILE = "request.json"
 SCHEDULER_FILE = "scheduler_seen.json"
-NORMS_FILE = RECORDER_FILE
+NORMS_FILE = "grad_norms.json"  # the recorder's own name, formats.RECORDER_FILE (a test checks they agree)
 ERROR_FILE = "pilot_error.json"
 SCHEDULE_FILE = "schedule.json"
 PLOT_FILE = "schedule.png"
@@ -104,11 +103,20 @@ def child_environ(phase: Phase, base: Mapping[str, str] | None = None) -> dict[s
 def report_error(message: str, directory: str | os.PathLike | None = None) -> None:
     """Write ``pilot_error.json`` into `directory` (default: the environment's pilot folder); best effort."""
     directory = directory if directory is not None else os.environ.get(ENV_DIR)
-    if directory:
-        try:
-            atomic_write_json(Path(directory) / ERROR_FILE, {"message": message})
-        except OSError:
-            pass
+    if not directory:
+        return
+    path = Path(directory) / ERROR_FILE
+    try:
+        from hf_lrschedule.formats import atomic_write_json
+    except Exception:  # noqa: BLE001 - the package itself is broken: a plain write is the best left
+        atomic_write_json = None
+    try:
+        if atomic_write_json is not None:
+            atomic_write_json(path, {"message": message})
+        else:
+            path.write_text(json.dumps({"message": message}), encoding="utf-8")
+    except OSError:
+        pass
 
 
 def read_error(directory: Path) -> str | None:

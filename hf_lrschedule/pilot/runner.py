@@ -43,6 +43,8 @@ from .protocol import (
 
 #: Files named in the command whose contents enter the cache key: scripts and configs. Other files (data, models,
 #: outputs the command writes) enter by path only; use --force after changing them in place.
+#: (JSON files are not keyed: commands name their outputs as .json too. A reused pilot whose refinement options
+#: differ from the full run's lr_scheduler_kwargs is caught in the full phase instead: `phase.phase_kwargs`.)
 KEYED_SUFFIXES = (".py", ".yaml", ".yml", ".toml", ".cfg", ".ini", ".sh")
 
 
@@ -155,6 +157,13 @@ def run_pilot_command(
     """
     pilot = pilot if pilot is not None else PilotOptions()
     refine = dict(refine or {})
+    unknown = sorted(set(refine) - set(RefineOptions.names()))
+    if unknown:
+        raise PilotError(f"unknown refinement option(s) {unknown}; valid: {', '.join(RefineOptions.names())}")
+    try:
+        RefineOptions(**refine)  # a bad flag fails here, not in the child after the model has loaded
+    except ValueError as error:
+        raise PilotError(str(error)) from None
     if not command:
         raise PilotError("no training command given: put it after `--`, e.g. `hf-lrschedule pilot -- python train.py ...`")
     key = cache_key(command, {"fraction": pilot.fraction, "refine": refine})
@@ -184,7 +193,10 @@ def run_pilot_command(
                 "use the refined schedule"
             )
         seen = json.loads((directory / SCHEDULER_FILE).read_text(encoding="utf-8"))
-        summary = compute_pilot_schedule(directory, RefineOptions(**seen["refine"]))
+        try:
+            summary = compute_pilot_schedule(directory, RefineOptions(**seen["refine"]))
+        except (TypeError, ValueError) as error:  # e.g. norm="l1" and no l1 norms recorded
+            raise PilotError(f"the pilot's norms could not be refined: {error}") from None
         manifest = {
             "status": "complete",
             "cache_key": key,
@@ -210,7 +222,14 @@ def run_pilot_command(
     result["description"] = describe_schedule(load_schedule(directory / SCHEDULE_FILE)["multipliers"])
     if not pilot.pilot_only:
         env = child_environ(Phase("full", directory))
-        result["full_seconds"] = _run_phase(command, env, "full phase (refined schedule)")
+        (directory / ERROR_FILE).unlink(missing_ok=True)
+        try:
+            result["full_seconds"] = _run_phase(command, env, "full phase (refined schedule)")
+        except PilotError:
+            error = read_error(directory)
+            if error:
+                raise PilotError(f"full phase: {error}") from None
+            raise
     print(summary_text(result), flush=True)
     return result
 

@@ -62,11 +62,13 @@ class PilotCallback(GradNormRecorderCallback):
             )
             report_error(message, self.directory)
             raise PilotError(message)
-        self.stop_at = plan_pilot(
+        self.stop_at, options = plan_pilot(
             self.directory, self.pilot, self.explicit, explicit_where=self.explicit_where,
             num_training_steps=state.max_steps, num_warmup_steps=args.get_warmup_steps(state.max_steps),
             lr_scheduler_kwargs=args.lr_scheduler_kwargs,
         )
+        if options.norm == "l1":
+            self.record_l1 = True
         self.extra_meta.update(
             {"pilot_steps": self.stop_at, "pilot_fraction": self.pilot.fraction, "seeds": [args.seed, args.data_seed]}
         )
@@ -185,7 +187,9 @@ def run_pilot(
     if unknown:
         raise TypeError(f"run_pilot got unknown refinement option(s) {unknown}; valid: {', '.join(RefineOptions.names())}")
     explicit = {**(options.to_dict() if options is not None else {}), **option_overrides}
+    RefineOptions(**explicit)  # bad values fail here, before the trainer is touched
     directory = Path(out).resolve()
+    pilot = PilotOptions(fraction=fraction, out=str(directory))
     directory.mkdir(parents=True, exist_ok=True)
     (directory / SCHEDULER_FILE).unlink(missing_ok=True)
     user_args = trainer.args  # the caller's object: the pilot runs on a copy, so only the two scheduler fields
@@ -200,7 +204,7 @@ def run_pilot(
     trainer.args.lr_scheduler_type = SchedulerType(SCHEDULER_NAME)
     trainer.args.lr_scheduler_kwargs = phase_kwargs(Phase("pilot", directory), user_kwargs)
     callback = PilotCallback(
-        directory, PilotOptions(fraction=fraction, out=str(directory)), explicit,
+        directory, pilot, explicit,
         explicit_where="run_pilot's options", exit_when_done=False,
     )
     attach_pilot(trainer, callback)

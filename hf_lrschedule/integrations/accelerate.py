@@ -23,7 +23,7 @@ from accelerate.utils import DistributedType
 from torch.optim import Optimizer
 
 from ..errors import PilotError
-from ..pilot.phase import Progress, QuietLinearFallback, phase_kwargs, plan_pilot, request_of
+from ..pilot.phase import Progress, phase_kwargs, plan_pilot, quiet_linear_fallback, request_of
 from ..pilot.protocol import NORMS_FILE, current_phase
 from ..recording import GradNormRecorder, optimizer_family
 from .norms import grad_l1_norm, unclip
@@ -178,7 +178,7 @@ class RefinedRun:
                     self.phase.report_error(str(error))
                 raise
             record_to = str(self.phase.file(NORMS_FILE))
-            logger.addFilter(QuietLinearFallback())
+            logger.addFilter(quiet_linear_fallback)  # one instance: added once however many runs
         if record_to is not None:
             meta = {"num_training_steps": self.num_training_steps, "world_size": accelerator.num_processes}
             if self.phase.is_pilot:

@@ -35,9 +35,7 @@ def phase_kwargs(phase: Phase, lr_scheduler_kwargs: Mapping[str, Any] | None) ->
     kwargs = dict(lr_scheduler_kwargs or {})
     if phase.name is None:
         return kwargs
-    given = {key: kwargs.pop(key) for key in SOURCE_KEYS if kwargs.get(key) is not None}
-    for key in SOURCE_KEYS:
-        kwargs.pop(key, None)
+    given = [key for key in SOURCE_KEYS if kwargs.pop(key, None) is not None]
     if phase.is_full:
         if given:
             logger.warning("linear_refined: the pilot's schedule replaces the %s given", " and ".join(given))
@@ -106,6 +104,10 @@ class QuietLinearFallback(logging.Filter):
         from ..integrations.transformers import LINEAR_FALLBACK
 
         return not getattr(record, LINEAR_FALLBACK, False)
+
+
+#: The one instance the pilot adds (`Logger.addFilter` ignores an instance already added).
+quiet_linear_fallback = QuietLinearFallback()
 
 
 class Progress:

@@ -121,14 +121,31 @@ def compute_pilot_schedule(directory: Path, options: RefineOptions | None = None
     }
 
 
+NOT_LINEAR_REFINED = (
+    "the command did not build a linear_refined scheduler: add `--lr_scheduler_type linear_refined` (Trainer "
+    "scripts) or use hf_lrschedule.RefinedRun (accelerate loops), or the full phase could not use the refined schedule"
+)
+
+
+def refine_pilot(directory: Path) -> dict[str, Any]:
+    """`compute_pilot_schedule` with the refinement options the pilot phase merged (``scheduler_seen.json``)."""
+    try:
+        seen = json.loads((directory / SCHEDULER_FILE).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise PilotError(NOT_LINEAR_REFINED) from None
+    return compute_pilot_schedule(directory, RefineOptions(**seen["refine"]))
+
+
 def default_pilot_dir(key: str) -> Path:
     return Path("hf_lrschedule_pilot") / key[:12]
 
 
-def _run_phase(command: Sequence[str], env: dict[str, str], label: str) -> float:
+def _run_phase(command: Sequence[str], phase: Phase, label: str) -> float:
+    """Run `command` in `phase`; a failure raises the child's own error (``pilot_error.json``) if it left one."""
+    (phase.directory / ERROR_FILE).unlink(missing_ok=True)
     print(f"[hf-lrschedule] {label}: {shlex.join(command)}", flush=True)
     start = time.perf_counter()
-    process = subprocess.Popen(list(command), env=env)
+    process = subprocess.Popen(list(command), env=child_environ(phase))
     try:
         code = process.wait()
     except KeyboardInterrupt:
@@ -136,6 +153,9 @@ def _run_phase(command: Sequence[str], env: dict[str, str], label: str) -> float
         process.wait()
         raise PilotError(f"{label} interrupted; nothing was kept that a rerun would trust") from None
     if code != 0:
+        error = read_error(phase.directory)
+        if error:
+            raise PilotError(error if phase.is_pilot else f"{phase.name} phase: {error}")
         raise PilotError(f"{label} failed with exit code {code}; see its output above")
     return time.perf_counter() - start
 
@@ -175,26 +195,12 @@ def run_pilot_command(
         _clean(directory)
         directory.mkdir(parents=True, exist_ok=True)
         atomic_write_json(directory / REQUEST_FILE, {"fraction": pilot.fraction, "refine": refine})
-        env = child_environ(Phase("pilot", directory))
-        try:
-            pilot_seconds = _run_phase(command, env, f"pilot phase ({pilot.fraction:g} of the run)")
-        except PilotError:
-            error = read_error(directory)
-            if error:
-                raise PilotError(error) from None
-            raise
+        pilot_seconds = _run_phase(command, Phase("pilot", directory), f"pilot phase ({pilot.fraction:g} of the run)")
         error = read_error(directory)
         if error:
             raise PilotError(error)
-        if not (directory / SCHEDULER_FILE).is_file():
-            raise PilotError(
-                "the command did not build a linear_refined scheduler: add `--lr_scheduler_type linear_refined` "
-                "(Trainer scripts) or use hf_lrschedule.RefinedRun (accelerate loops), or the full phase could not "
-                "use the refined schedule"
-            )
-        seen = json.loads((directory / SCHEDULER_FILE).read_text(encoding="utf-8"))
         try:
-            summary = compute_pilot_schedule(directory, RefineOptions(**seen["refine"]))
+            summary = refine_pilot(directory)
         except (TypeError, ValueError) as error:  # e.g. norm="l1" and no l1 norms recorded
             raise PilotError(f"the pilot's norms could not be refined: {error}") from None
         manifest = {
@@ -221,15 +227,7 @@ def run_pilot_command(
     result = dict(manifest, directory=str(directory), schedule=str(directory / SCHEDULE_FILE))
     result["description"] = describe_schedule(load_schedule(directory / SCHEDULE_FILE)["multipliers"])
     if not pilot.pilot_only:
-        env = child_environ(Phase("full", directory))
-        (directory / ERROR_FILE).unlink(missing_ok=True)
-        try:
-            result["full_seconds"] = _run_phase(command, env, "full phase (refined schedule)")
-        except PilotError:
-            error = read_error(directory)
-            if error:
-                raise PilotError(f"full phase: {error}") from None
-            raise
+        result["full_seconds"] = _run_phase(command, Phase("full", directory), "full phase (refined schedule)")
     print(summary_text(result), flush=True)
     return result
 

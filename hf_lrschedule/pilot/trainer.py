@@ -9,7 +9,6 @@ the phase's `lr_scheduler_kwargs` (`phase.phase_kwargs`).
 from __future__ import annotations
 
 import copy
-import json
 import logging
 import random
 import warnings
@@ -27,9 +26,9 @@ from ..integrations.trainer_callback import GradNormRecorderCallback
 from ..integrations.transformers import SCHEDULER_NAME
 from ..options import RefineOptions
 from .options import PilotOptions
-from .phase import Progress, QuietLinearFallback, phase_kwargs, plan_pilot, request_of
+from .phase import Progress, phase_kwargs, plan_pilot, quiet_linear_fallback, request_of
 from .protocol import NORMS_FILE, RUN_DIR, SCHEDULE_FILE, SCHEDULER_FILE, Phase, current_phase, report_error
-from .runner import compute_pilot_schedule
+from .runner import NOT_LINEAR_REFINED, refine_pilot
 
 logger = logging.getLogger("hf_lrschedule")
 
@@ -55,13 +54,8 @@ class PilotCallback(GradNormRecorderCallback):
 
     def on_train_begin(self, args, state, control, lr_scheduler=None, **kwargs):
         if find_refined_lambda(lr_scheduler) is None:
-            message = (
-                "the command did not build a linear_refined scheduler: add `--lr_scheduler_type linear_refined` "
-                "(Trainer scripts) or use hf_lrschedule.RefinedRun (accelerate loops), or the full phase could not "
-                "use the refined schedule"
-            )
-            report_error(message, self.directory)
-            raise PilotError(message)
+            report_error(NOT_LINEAR_REFINED, self.directory)
+            raise PilotError(NOT_LINEAR_REFINED)
         self.stop_at, options = plan_pilot(
             self.directory, self.pilot, self.explicit, explicit_where=self.explicit_where,
             num_training_steps=state.max_steps, num_warmup_steps=args.get_warmup_steps(state.max_steps),
@@ -117,9 +111,6 @@ def uses_linear_refined(args) -> bool:
     return getattr(kind, "value", kind) == SCHEDULER_NAME
 
 
-_quiet = QuietLinearFallback()
-
-
 def patch_trainer() -> None:
     """Import hook of `transformers.trainer` under `hf-lrschedule pilot`: each new Trainer gets its phase."""
     phase = current_phase()
@@ -131,7 +122,7 @@ def patch_trainer() -> None:
     if getattr(original_init, "_hf_lrschedule_pilot", False):
         return
     if phase.is_pilot:
-        logger.addFilter(_quiet)
+        logger.addFilter(quiet_linear_fallback)
 
     def __init__(self, *args, **kwargs):
         training_args = kwargs.get("args", args[1] if len(args) > 1 else None)
@@ -208,11 +199,11 @@ def run_pilot(
         explicit_where="run_pilot's options", exit_when_done=False,
     )
     attach_pilot(trainer, callback)
-    logger.addFilter(_quiet)
+    logger.addFilter(quiet_linear_fallback)
     try:
         trainer.train()
     finally:
-        logger.removeFilter(_quiet)
+        logger.removeFilter(quiet_linear_fallback)
         trainer.callback_handler.callbacks = saved_callbacks
         trainer.args = user_args
         model.load_state_dict(saved_weights)
@@ -224,8 +215,7 @@ def run_pilot(
         random.setstate(rng[0])
         np.random.set_state(rng[1])
         torch.set_rng_state(rng[2])
-    seen = json.loads((directory / SCHEDULER_FILE).read_text(encoding="utf-8"))
-    summary = compute_pilot_schedule(directory, RefineOptions(**seen["refine"]))
+    summary = refine_pilot(directory)
     schedule = directory / SCHEDULE_FILE
     trainer.args.lr_scheduler_type = SchedulerType(SCHEDULER_NAME)
     trainer.args.lr_scheduler_kwargs = phase_kwargs(Phase("full", directory), user_kwargs)

@@ -25,9 +25,11 @@ ENV_SWITCH = "HF_LRSCHEDULE_AUTOREGISTER"
 _HOOKS = {
     "transformers.trainer_utils": ("hf_lrschedule.integrations.transformers", "extend_scheduler_type"),
     "transformers.optimization": ("hf_lrschedule.integrations.transformers", "register_scheduler_function"),
-    # only acts under `hf-lrschedule pilot`: each Trainer gets its phase (the pilot records and stops early)
-    "transformers.trainer": ("hf_lrschedule.pilot.trainer", "patch_trainer"),
+    # a linear_refined Trainer gets its recorder, schedule report and health checks; under `hf-lrschedule pilot`,
+    # each Trainer gets its phase (the pilot records and stops early)
+    "transformers.trainer": ("hf_lrschedule.integrations.trainer_patch", "patch_trainer"),
 }
+CALLBACKS_SWITCH = "HF_LRSCHEDULE_CALLBACKS"
 
 
 class RegistrationWarning(UserWarning):
@@ -41,8 +43,8 @@ def _run_hook(module_name: str) -> None:
     """Run the hook of `module_name`. It never raises into the import, except in a pilot, which must fail loudly."""
     global _failed
     protocol, phase = _pilot_phase()
-    if module_name == "transformers.trainer" and phase is None:
-        return  # nothing to patch outside a pilot: keep the import of transformers.trainer untouched
+    if module_name == "transformers.trainer" and phase is None and not _callbacks_enabled():
+        return  # nothing to patch: keep the import of transformers.trainer untouched
     if _failed and phase is None:
         return  # one warning per process is enough; the other hooks would fail the same way
     module, function = _HOOKS[module_name]
@@ -93,6 +95,13 @@ def _failure_message(module_name: str, error: Exception) -> str:
         transformers_version = version("transformers")
     except Exception:  # noqa: BLE001
         transformers_version = "unknown"
+    if module_name == "transformers.trainer":
+        return (
+            f"hf_lrschedule could not patch transformers' Trainer ({type(error).__name__}: {error}; Python "
+            f"{sys.version.split()[0]}, transformers {transformers_version}). Training works normally, but linear_refined "
+            "runs get no automatic gradient-norm recorder, schedule report or health checks. Please report this at the "
+            f"hf_lrschedule issue tracker; to stop the patch, set {CALLBACKS_SWITCH}=0."
+        )
     return (
         f"hf_lrschedule could not register 'linear_refined' while {module_name} was imported "
         f"({type(error).__name__}: {error}; Python {sys.version.split()[0]}, transformers {transformers_version}). "
@@ -138,6 +147,10 @@ class _RegisteringFinder(importlib.abc.MetaPathFinder):
             return spec
         spec.loader = _RegisteringLoader(spec.loader, fullname)
         return spec
+
+
+def _callbacks_enabled() -> bool:
+    return os.environ.get(CALLBACKS_SWITCH, "1").strip().lower() not in ("0", "false", "no", "off")
 
 
 def enabled() -> bool:

@@ -30,7 +30,8 @@ class GradNormRecorder:
 
     Step ``s`` is the ``s``-th optimizer update (1-based, like ``TrainerState.global_step`` after the update).
     Non-finite norms (fp16 overflow: the update was skipped) are kept, as ``null`` with their step listed in
-    ``nonfinite_steps``; refinement drops them.
+    ``nonfinite_steps``; refinement drops them. `record_metric` keeps the run's other logged series (loss, learning
+    rate, eval loss) beside the norms, on their own steps, for `hf-lrschedule diagnose` and `extend`.
     """
 
     def __init__(self, path: str | os.PathLike | None = None, meta: dict[str, Any] | None = None):
@@ -39,6 +40,7 @@ class GradNormRecorder:
         self.steps: list[int] = []
         self.l2: list[float] = []
         self.l1: list[float | None] = []
+        self.metrics: dict[str, dict[int, float]] = {}
 
     def record(self, step: int, l2: float, l1: float | None = None) -> None:
         """Record step `step`; a step recorded again (after a resume) replaces the later records."""
@@ -48,10 +50,17 @@ class GradNormRecorder:
         self.l2.append(float(l2))
         self.l1.append(None if l1 is None else float(l1))
 
+    def record_metric(self, name: str, step: int, value: float) -> None:
+        """Record another logged value (``loss``, ``learning_rate``, ...) of step `step`; a repeat replaces it."""
+        self.metrics.setdefault(name, {})[int(step)] = float(value)
+
     def truncate(self, last_step: int) -> None:
         """Forget records after `last_step` (a resumed run replays them)."""
         keep = sum(1 for s in self.steps if s <= last_step)
         del self.steps[keep:], self.l2[keep:], self.l1[keep:]
+        for values in self.metrics.values():
+            for step in [s for s in values if s > last_step]:
+                del values[step]
 
     def __len__(self) -> int:
         return len(self.steps)
@@ -67,6 +76,11 @@ class GradNormRecorder:
             "l2": finite,
             "l1": [v if v is not None and math.isfinite(v) else None for v in self.l1] if has_l1 else None,
             "nonfinite_steps": [s for s, v in zip(self.steps, self.l2) if not math.isfinite(v)],
+            "metrics": {
+                name: {"steps": sorted(values), "values": [_finite_or_none(values[s]) for s in sorted(values)]}
+                for name, values in self.metrics.items()
+                if values
+            },
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -75,9 +89,17 @@ class GradNormRecorder:
         self.l2 = [float("nan") if v is None else float(v) for v in state["l2"]]
         l1 = state.get("l1") or [None] * len(self.steps)
         self.l1 = [None if v is None else float(v) for v in l1]
+        self.metrics = {
+            name: {int(s): float("nan") if v is None else float(v) for s, v in zip(series["steps"], series["values"])}
+            for name, series in (state.get("metrics") or {}).items()
+        }
 
     def save(self, path: str | os.PathLike | None = None) -> Path:
         target = Path(path) if path is not None else self.path
         if target is None:
             raise ValueError("GradNormRecorder.save() needs a path (none was given at construction)")
         return atomic_write_json(target, self.state_dict())
+
+
+def _finite_or_none(value: float) -> float | None:
+    return value if math.isfinite(value) else None

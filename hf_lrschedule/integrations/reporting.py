@@ -105,6 +105,9 @@ class ScheduleReportCallback(TrainerCallback):
                 return
             self.done = True  # once per run; an in-process pilot before it (no integrations) does not count
             report = schedule_report(fn)
+            recorder_file = self._recorder_file(args)
+            if recorder_file is not None:  # where the next run refines from
+                report[f"{PREFIX}/recorder_file"] = recorder_file
             from ..plotting import schedule_image
 
             image = schedule_image(schedule_multipliers(fn), title=report[f"{PREFIX}/description"])
@@ -115,6 +118,14 @@ class ScheduleReportCallback(TrainerCallback):
                     logger.warning("hf_lrschedule: could not log the schedule to %s (%s: %s)", name, type(error).__name__, error)
         except Exception as error:  # noqa: BLE001
             logger.warning("hf_lrschedule: could not report the schedule (%s: %s)", type(error).__name__, error)
+
+    def _recorder_file(self, args) -> str | None:
+        from .trainer_callback import DEFAULT_FILENAME, GradNormRecorderCallback
+
+        for callback in self.handler.callbacks if self.handler is not None else ():
+            if isinstance(callback, GradNormRecorderCallback) and callback._enabled:
+                return str(callback.path or os.path.join(args.output_dir, DEFAULT_FILENAME))
+        return None
 
     def _targets(self, args) -> list[tuple[str, Any]]:
         callbacks = list(self.handler.callbacks) if self.handler is not None else []

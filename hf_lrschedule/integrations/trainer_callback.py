@@ -11,6 +11,7 @@ import torch
 from transformers import TrainerCallback
 
 from ..formats import RECORDER_FILE
+from ..readers.log import METRIC_NAMES
 from ..recording import GradNormRecorder, optimizer_family
 from .norms import grad_l1_norm, unclip
 
@@ -42,15 +43,24 @@ class GradNormRecorderCallback(TrainerCallback):
             Also record l1 norms (default: for Adam-family optimizers only).
         extra_meta (`dict`, *optional*):
             Added to the file's `meta` (the pilot stores its settings there).
+        automatic (`bool`, *optional*, defaults to `False`):
+            Set by the Trainer patch, which gives every `linear_refined` run a recorder: one the script attaches
+            itself replaces it.
     """
+
+    #: A recorder the script attaches takes the place of the automatic one (a pilot's does not: see `attach`).
+    replaces_automatic = True
 
     def __init__(
         self,
         path: str | os.PathLike | None = None,
         record_l1: bool | None = None,
         extra_meta: dict[str, Any] | None = None,
+        automatic: bool = False,
     ):
         self.path = Path(path) if path is not None else None
+        self.automatic = automatic
+        self._enabled = True
         self.record_l1 = record_l1
         self.extra_meta = dict(extra_meta or {})
         self.recorder = GradNormRecorder()
@@ -61,7 +71,19 @@ class GradNormRecorderCallback(TrainerCallback):
         self._max_grad_norm = 0.0
 
     def attach(self, trainer) -> GradNormRecorderCallback:
-        """Read the norm straight from `trainer`'s clip call (see the class docstring); adds the callback."""
+        """Read the norm straight from `trainer`'s clip call (see the class docstring); adds the callback.
+
+        A recorder the Trainer patch attached on its own steps aside (one recorder per run), except for a pilot's
+        (`replaces_automatic` False), which records into its own folder while the run's recorder stays for the full
+        run.
+        """
+        for existing in list(trainer.callback_handler.callbacks):
+            if isinstance(existing, GradNormRecorderCallback) and existing.automatic and existing is not self:
+                if self.automatic:
+                    return existing  # already has one
+                if self.replaces_automatic:
+                    existing._enabled = False
+                    trainer.remove_callback(existing)
         accelerator = trainer.accelerator
         original = accelerator.clip_grad_norm_
         sharded = bool(getattr(trainer, "is_fsdp_enabled", False))
@@ -70,6 +92,8 @@ class GradNormRecorderCallback(TrainerCallback):
             self.extra_meta["l1_skipped"] = "DeepSpeed"
 
         def clip_grad_norm_(parameters, max_norm, *args, **kwargs):
+            if not self._enabled:
+                return original(parameters, max_norm, *args, **kwargs)
             parameters = list(parameters)
             norm = original(parameters, max_norm, *args, **kwargs)
             self._last_norm = (norm, grad_l1_norm(parameters, sharded) if self.record_l1 else None)
@@ -140,7 +164,13 @@ class GradNormRecorderCallback(TrainerCallback):
             self.recorder.save()
 
     def on_log(self, args, state, control, logs=None, **kwargs):
-        if self._attached or not logs or "grad_norm" not in logs:
+        if not logs or self.recorder is None:
+            return
+        for name in METRIC_NAMES:  # the loss, LR and eval loss beside the norms: diagnose and extend read them
+            value = logs.get(name)
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                self.recorder.record_metric(name, state.global_step, value)
+        if self._attached or "grad_norm" not in logs:
             return
         l2 = float(logs["grad_norm"])
         l1 = unclip(_to_float(self._clipped_l1), l2, args.max_grad_norm) if self.record_l1 else None

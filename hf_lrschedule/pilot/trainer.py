@@ -1,6 +1,6 @@
-"""The child side of the pilot for the Trainer: the Trainer patch and the in-process `run_pilot`.
+"""The child side of the pilot for the Trainer: the phase hooks of the Trainer patch, and the in-process `run_pilot`.
 
-Under `hf-lrschedule pilot` the start-up hook calls `patch_trainer` when `transformers.trainer` loads. In the pilot
+Under `hf-lrschedule pilot` the Trainer patch (`integrations.trainer_patch`) applies `PhaseHooks`. In the pilot
 phase every `Trainer` the user's script builds becomes a pilot (`PilotCallback`: records the norms, stops after the
 pilot's steps, keeps its outputs in the pilot folder, ends the process); in both phases a `linear_refined` run gets
 the phase's `lr_scheduler_kwargs` (`phase.phase_kwargs`).
@@ -23,11 +23,12 @@ from ..errors import PilotError, RefinementWarning
 from ..integrations.accelerate import end_pilot_process
 from ..integrations.reporting import find_refined_lambda
 from ..integrations.trainer_callback import GradNormRecorderCallback
+from ..integrations.trainer_patch import uses_linear_refined
 from ..integrations.transformers import SCHEDULER_NAME
 from ..options import RefineOptions
 from .options import PilotOptions
 from .phase import Progress, phase_kwargs, plan_pilot, quiet_linear_fallback, request_of
-from .protocol import NORMS_FILE, RUN_DIR, SCHEDULE_FILE, SCHEDULER_FILE, Phase, current_phase, report_error
+from .protocol import NORMS_FILE, RUN_DIR, SCHEDULE_FILE, SCHEDULER_FILE, Phase, report_error
 from .runner import NOT_LINEAR_REFINED, refine_pilot
 
 logger = logging.getLogger("hf_lrschedule")
@@ -35,6 +36,8 @@ logger = logging.getLogger("hf_lrschedule")
 
 class PilotCallback(GradNormRecorderCallback):
     """Records every step's gradient norms, stops after the pilot's share of the run, then ends the process."""
+
+    replaces_automatic = False  # an in-process pilot (run_pilot): the run's own recorder stays for the full run
 
     def __init__(
         self,
@@ -106,39 +109,25 @@ def attach_pilot(trainer, callback: PilotCallback) -> PilotCallback:
     return callback.attach(trainer)
 
 
-def uses_linear_refined(args) -> bool:
-    kind = getattr(args, "lr_scheduler_type", None)
-    return getattr(kind, "value", kind) == SCHEDULER_NAME
+class PhaseHooks:
+    """What `integrations.trainer_patch` does around `Trainer.__init__` in a phase of `hf-lrschedule pilot`."""
 
-
-def patch_trainer() -> None:
-    """Import hook of `transformers.trainer` under `hf-lrschedule pilot`: each new Trainer gets its phase."""
-    phase = current_phase()
-    if phase.name is None:
-        return
-    from transformers import trainer as trainer_module
-
-    original_init = trainer_module.Trainer.__init__
-    if getattr(original_init, "_hf_lrschedule_pilot", False):
-        return
-    if phase.is_pilot:
-        logger.addFilter(quiet_linear_fallback)
-
-    def __init__(self, *args, **kwargs):
-        training_args = kwargs.get("args", args[1] if len(args) > 1 else None)
-        if training_args is not None:  # before __init__, which creates the output dir and the hub repo
-            if phase.is_pilot:
-                redirect_outputs(training_args, phase.directory)
-            if uses_linear_refined(training_args):
-                training_args.lr_scheduler_kwargs = phase_kwargs(phase, training_args.lr_scheduler_kwargs)
-        original_init(self, *args, **kwargs)
+    def __init__(self, phase: Phase):
+        self.phase = phase
         if phase.is_pilot:
-            pilot, explicit = request_of(phase)
-            callback = PilotCallback(phase.directory, pilot, explicit, explicit_where="hf-lrschedule pilot's flags")
-            attach_pilot(self, callback)
+            logger.addFilter(quiet_linear_fallback)
 
-    __init__._hf_lrschedule_pilot = True  # type: ignore[attr-defined]
-    trainer_module.Trainer.__init__ = __init__
+    def before_init(self, training_args) -> None:
+        if self.phase.is_pilot:
+            redirect_outputs(training_args, self.phase.directory)
+        if uses_linear_refined(training_args):
+            training_args.lr_scheduler_kwargs = phase_kwargs(self.phase, training_args.lr_scheduler_kwargs)
+
+    def after_init(self, trainer) -> None:
+        if self.phase.is_pilot:
+            pilot, explicit = request_of(self.phase)
+            callback = PilotCallback(self.phase.directory, pilot, explicit, explicit_where="hf-lrschedule pilot's flags")
+            attach_pilot(trainer, callback)
 
 
 def run_pilot(

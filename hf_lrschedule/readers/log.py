@@ -12,12 +12,29 @@ import numpy as np
 from ..errors import GradNormSourceError
 from ..formats import read_json
 
+#: The run's other logged series a source may carry, under the names the Trainer logs them with.
+METRIC_NAMES = ("loss", "learning_rate", "eval_loss")
+
+
+@dataclass(frozen=True)
+class Series:
+    """One logged metric: its optimizer steps (int) and values (float, NaN where the source had null)."""
+
+    steps: np.ndarray
+    values: np.ndarray
+
+    def __post_init__(self):
+        if self.steps.shape != self.values.shape:
+            raise GradNormSourceError(f"a metric needs as many steps as values, got {self.steps.size} and {self.values.size}")
+
 
 @dataclass
 class GradNormLog:
     """Gradient norms as read from a source. `steps` are optimizer steps (1 = after the first update) if known.
 
-    `source` names the file (or TensorBoard run folder) the norms come from, `kind` its format.
+    `source` names the file (or TensorBoard run folder) the norms come from, `kind` its format. `metrics` holds the
+    run's other series where the source has them (``loss``, ``learning_rate``, ``eval_loss``: `METRIC_NAMES`), each
+    on its own steps: `diagnose` reads the loss, `extend` the learning rates.
     """
 
     source: str
@@ -26,6 +43,7 @@ class GradNormLog:
     steps: np.ndarray | None = None
     meta: dict[str, Any] = field(default_factory=dict)
     kind: str = ""
+    metrics: dict[str, Series] = field(default_factory=dict)
 
     def describe(self) -> str:
         """One line: where the norms come from and how many there are (the CLI's ``source:`` line)."""
@@ -82,6 +100,13 @@ class SourceFile:
     @cached_property
     def json(self) -> Any:
         return read_json(self.path) if self.path.suffix.lower() in (".json", ".jsonl") else None
+
+
+def metric_series(pairs: list[tuple[int, float]]) -> Series:
+    """A `Series` from (step, value) pairs in logging order; a step logged again (a resumed run) keeps its last value."""
+    by_step = dict(pairs)
+    steps = np.array(sorted(by_step), dtype=int)
+    return Series(steps=steps, values=np.array([by_step[s] for s in steps], dtype=float))
 
 
 def float_or_nan(value: Any, where: str) -> float:

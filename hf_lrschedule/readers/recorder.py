@@ -8,7 +8,7 @@ import numpy as np
 
 from ..errors import GradNormSourceError
 from ..formats import FORMAT_VERSION, GRAD_NORMS_FORMAT, RECORDER_FILE
-from .log import GradNormLog, SourceFile, float_or_nan
+from .log import GradNormLog, Series, SourceFile, float_or_nan
 
 KIND = "recorder file"
 
@@ -37,6 +37,7 @@ def read(file: SourceFile) -> GradNormLog:
     if l1 is not None and (not isinstance(l1, list) or len(l1) != len(l2)):
         raise GradNormSourceError(f"{where!r}: 'l1' must be null or a list as long as 'l2'")
     return GradNormLog(
+        metrics=_metrics(data.get("metrics"), where),
         source=where,
         l2=np.array([float_or_nan(v, f"{where} l2[{i}]") for i, v in enumerate(l2)]),
         l1=None if l1 is None else np.array([float_or_nan(v, f"{where} l1[{i}]") for i, v in enumerate(l1)]),
@@ -44,3 +45,21 @@ def read(file: SourceFile) -> GradNormLog:
         meta=dict(data.get("meta") or {}),
         kind=KIND,
     )
+
+
+def _metrics(data, where: str) -> dict[str, Series]:
+    """The file's ``metrics`` (absent in files of earlier versions): ``{name: {"steps": [...], "values": [...]}}``."""
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise GradNormSourceError(f"{where!r}: 'metrics' must be an object of {{name: {{steps, values}}}}")
+    metrics = {}
+    for name, series in data.items():
+        steps, values = (series.get("steps"), series.get("values")) if isinstance(series, dict) else (None, None)
+        if not isinstance(steps, list) or not isinstance(values, list) or len(steps) != len(values):
+            raise GradNormSourceError(f"{where!r}: metric {name!r} needs lists 'steps' and 'values' of the same length")
+        metrics[name] = Series(
+            steps=np.array([int(float_or_nan(s, f"{where} {name} steps[{i}]")) for i, s in enumerate(steps)], dtype=int),
+            values=np.array([float_or_nan(v, f"{where} {name} values[{i}]") for i, v in enumerate(values)], dtype=float),
+        )
+    return metrics

@@ -17,12 +17,14 @@ import numpy as np
 
 from ..errors import GradNormSourceError, RefinementWarning
 from ..formats import open_source_file
-from .log import GradNormLog, SourceFile
+from .log import GradNormLog, SourceFile, metric_series
 
 KIND = "TensorBoard"
 EVENT_FILE_PREFIX = "events.out.tfevents."
 # the Trainer's tag (it logs under "train/"), then a bare one; else a tag named ".../grad_norm" if it is the only one
 TENSORBOARD_TAGS = ("train/grad_norm", "grad_norm")
+#: The Trainer's tags of the run's other series (`GradNormLog.metrics`).
+METRIC_TAGS = {"loss": "train/loss", "learning_rate": "train/learning_rate", "eval_loss": "eval/loss"}
 
 
 def find_in(directory: Path) -> Path | None:
@@ -46,6 +48,7 @@ class _TensorBoardRun:
     steps: list[int]
     values: list[float]
     args: dict[str, Any]
+    metrics: dict[str, dict[int, float]]
 
 
 def _tensorboard_modules(where: str) -> tuple[Any, Any]:
@@ -92,13 +95,9 @@ def _read_tensorboard_run(
         chosen = _pick_tag(scalars, str(path))
     if chosen is None:
         return None, scalars
-    by_step: dict[int, float] = {}  # a step logged twice keeps its last value
-    for event in events.Tensors(chosen):
-        value = tensor_util.make_ndarray(event.tensor_proto)
-        if value.size != 1 or value.dtype.kind not in "fiu":
-            raise GradNormSourceError(f"{str(path)!r}: tag {chosen!r} at step {event.step} is not a number")
-        by_step[int(event.step)] = float(value.reshape(()).item())
+    by_step = _scalar_series(events, chosen, tensor_util, path)
     steps = sorted(by_step)
+    metrics = {name: _scalar_series(events, t, tensor_util, path) for name, t in METRIC_TAGS.items() if t in scalars}
     args: dict[str, Any] = {}
     if "args/text_summary" in tensors:  # the Trainer's TrainingArguments as JSON (TensorBoardCallback)
         texts = tensor_util.make_ndarray(events.Tensors("args/text_summary")[-1].tensor_proto).reshape(-1)
@@ -107,8 +106,18 @@ def _read_tensorboard_run(
         except (IndexError, UnicodeDecodeError, json.JSONDecodeError):
             parsed = None
         args = parsed if isinstance(parsed, dict) else {}
-    run = _TensorBoardRun(path, chosen, events.FirstEventTimestamp(), steps, [by_step[k] for k in steps], args)
+    run = _TensorBoardRun(path, chosen, events.FirstEventTimestamp(), steps, [by_step[k] for k in steps], args, metrics)
     return run, scalars
+
+
+def _scalar_series(events, tag: str, tensor_util, path: Path) -> dict[int, float]:
+    by_step: dict[int, float] = {}  # a step logged twice keeps its last value
+    for event in events.Tensors(tag):
+        value = tensor_util.make_ndarray(event.tensor_proto)
+        if value.size != 1 or value.dtype.kind not in "fiu":
+            raise GradNormSourceError(f"{str(path)!r}: tag {tag!r} at step {event.step} is not a number")
+        by_step[int(event.step)] = float(value.reshape(()).item())
+    return by_step
 
 
 def _starts_late(run: _TensorBoardRun) -> bool:
@@ -177,6 +186,14 @@ def load_tensorboard(path: str | os.PathLike, *, tag: str | None = None) -> Grad
         used.insert(0, replace(runs[index], steps=runs[index].steps[:keep], values=runs[index].values[:keep]))
     steps = [s for r in used for s in r.steps]
     values = [v for r in used for v in r.values]
+    # each run's other series up to where the next (resumed) run starts, as for the norms
+    ends = [later.steps[0] for later in used[1:]] + [None]
+    metrics = {
+        name: metric_series(pairs)
+        for name in METRIC_TAGS
+        if (pairs := [(s, v) for r, end in zip(used, ends) for s, v in sorted(r.metrics.get(name, {}).items())
+                      if end is None or s < end])
+    }
     if len(runs) > 1:
         parts = [f"{r.path} (steps {r.steps[0]}-{r.steps[-1]})" for r in reversed(used)]
         warnings.warn(
@@ -198,5 +215,6 @@ def load_tensorboard(path: str | os.PathLike, *, tag: str | None = None) -> Grad
         run_files = [f for f in files if newest.path in (f, f.parent)]
         source = run_files[0] if len(run_files) == 1 else newest.path
     return GradNormLog(
-        source=str(source), l2=np.array(values, dtype=np.float64), steps=np.array(steps), meta=meta, kind=KIND
+        source=str(source), l2=np.array(values, dtype=np.float64), steps=np.array(steps), meta=meta, kind=KIND,
+        metrics=metrics,
     )

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import GradNormSourceError
-from .log import GradNormLog, SourceFile, float_or_nan
+from .log import METRIC_NAMES, GradNormLog, SourceFile, float_or_nan, metric_series
 
 KIND = "trainer_state.json"
 
@@ -41,4 +41,10 @@ def read(file: SourceFile) -> GradNormLog:
     steps = np.array([int(e.get("step", i + 1)) for i, e in enumerate(entries)])
     values = np.array([float_or_nan(e["grad_norm"], f"{where} step {s}") for e, s in zip(entries, steps)])
     meta = {"num_training_steps": data.get("max_steps"), "logging_steps": data.get("logging_steps")}
-    return GradNormLog(source=where, l2=values, steps=steps, meta=meta, kind=KIND)
+    history = [e for e in data.get("log_history") or [] if isinstance(e, dict) and isinstance(e.get("step"), int)]
+    metrics = {
+        name: metric_series([(e["step"], float_or_nan(e[name], f"{where} step {e['step']} {name}")) for e in found])
+        for name in METRIC_NAMES
+        if (found := [e for e in history if name in e])
+    }
+    return GradNormLog(source=where, l2=values, steps=steps, meta=meta, kind=KIND, metrics=metrics)

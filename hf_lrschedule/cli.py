@@ -136,6 +136,10 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("schedule", help="schedule JSON written by `refine` or the pilot")
     show.set_defaults(handler=_show)
 
+    from .health_cli import add_parser as add_diagnose_parser
+
+    add_diagnose_parser(sub)
+
     listing = sub.add_parser("list", help="list transformers' lr_scheduler_type values (with linear_refined)")
     listing.set_defaults(handler=_list)
 

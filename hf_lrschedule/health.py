@@ -1,0 +1,822 @@
+"""The run's health: the three signs the method's authors tell practitioners to watch, measured (numpy/scipy only).
+
+Defazio et al. (arXiv 2310.07831) name three things to watch when adopting the schedule: sharp oscillation of the
+loss, extreme variation of the gradient norms, and whether training settles as the LR reaches zero. `diagnose`
+measures each on the arrays of a run (any of them may be missing) and returns a `Diagnosis`:
+
+* **loss**: ``spikes`` (robust z-score of the loss above its median-smoothed curve), ``relapse`` (how far the
+  smoothed loss climbs back above its running minimum, as a share of its total fall: oscillation or divergence),
+  ``non_finite`` (NaN / inf losses);
+* **grad_norm**: ``non_finite`` steps (fp16 overflow: the update was skipped), ``explosion`` (norm over its
+  smoothed median), ``dispersion`` (the typical factor by which norms stray from that median), ``early_spike`` and
+  ``late_rise`` (the smoothed norms early / late against their median, as refinement sees them);
+* **end**: ``still_falling`` (the loss's pace of fall over the last 20 % of steps against its average pace),
+  ``lr_floor`` (the last LR against the peak), ``last_eval`` (the last eval loss against the best one);
+
+plus what refinement makes of the norms (`hf_lrschedule.refine.refinement_details` with the default options) and
+recommendations in plain words, each tied to a measured number or a cited source.
+
+Each check has a ``watch`` and an ``act`` threshold, module constants chosen on the dev runs of
+``scripts/health_study.py`` and checked on its held-out runs (``results/health.md``). A sign's verdict is that of
+its worst check; its ``value``, ``threshold`` and ``steps`` are that check's. ``threshold`` is the one the verdict
+was judged against: the crossed one for ``watch`` / ``act``, the ``watch`` threshold for ``ok``. A sign with no data
+(a source without the loss) has the verdict ``"n/a"``.
+
+`HealthMonitor` runs the per-step part (spikes, explosion, non-finite values) incrementally, on a window of recent
+values, for the live `hf_lrschedule.integrations.health.HealthCallback`.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+from scipy.ndimage import median_filter
+
+from .options import RefineOptions
+from .refine import refinement_details
+
+Verdict = Literal["ok", "watch", "act", "n/a"]
+#: A pair ``(steps, values)`` of one logged series.
+Curve = tuple[Sequence[int] | np.ndarray, Sequence[float] | np.ndarray]
+
+# Thresholds. Chosen on the dev runs of scripts/health_study.py (tiny Llama on Shakespeare bytes and an MLP on
+# Fashion-MNIST, healthy and with injected faults) and the authors' four published norm logs; checked on the
+# held-out runs (results/health.md). The numbers in the comments are what the dev runs measured.
+
+#: Loss spike, robust z-score (loss minus its smoothed curve, over the noise). Healthy dev runs: at most 4.1 (400
+#: steps of batch-32 MLP losses, the noisiest); one corrupted batch: 165 and 536; a 5-step LR spike: 29.
+SPIKE_Z_WATCH = 6.0
+SPIKE_Z_ACT = 10.0
+#: Relapse of the smoothed loss above its running minimum, as a share of its total fall. Healthy dev runs: at most
+#: 0.09; LR 30x too high (MLP, oscillating): 0.31; a 5-step LR spike: 0.26.
+RELAPSE_WATCH = 0.15
+RELAPSE_ACT = 0.25
+#: Norm over its smoothed median. Healthy dev runs: at most 4.3; the authors' RoBERTa log has healthy single-step
+#: spikes to about 7; a corrupted batch gave 17 and 38, LR 30x too high 9.7 and 19.
+EXPLOSION_WATCH = 5.0
+EXPLOSION_ACT = 20.0
+#: Typical factor by which norms stray from their smoothed median (exp of the robust spread of log(G / G_smooth)).
+#: Healthy dev runs: 1.24-1.36, the authors' logs 1.02-1.15; LR 30x too high: 1.47 and 1.63.
+DISPERSION_WATCH = 1.5
+DISPERSION_ACT = 2.5
+#: Non-finite norms as a share of the steps: any is `watch` (fp16's loss scaler skips a few steps by design,
+#: PyTorch's GradScaler docs); this share, or NONFINITE_RUN_ACT in a row, is `act` (the scaler is not recovering).
+NONFINITE_SHARE_ACT = 0.01
+NONFINITE_RUN_ACT = 5
+#: The loss's fall over the last 20 % of steps against its average pace over the run (1 = as fast as on average).
+#: Healthy dev runs: at most 0.12; LR 1/300 of the good one (never settles): 0.40 and 0.53; LR 30x too high on the
+#: Llama task (the loss stalls, then falls only as the LR decays): 1.18.
+STILL_FALLING_WATCH = 0.3
+STILL_FALLING_ACT = 0.8
+#: Last LR over the peak LR: above this the run stopped before its decay ended (never `act`: constant schedules
+#: are legal; the last-iterate bound of arXiv 2310.07831 is what favours decaying to zero).
+LR_FLOOR_WATCH = 0.2
+#: Last eval loss over the best one, minus 1 (0.02 = 2 % worse than the best): `watch` (the best checkpoint is not
+#: the last one), never `act`.
+LAST_EVAL_WATCH = 0.02
+
+#: Width of the median filters, as a fraction of the logged points (odd, at least 5): 5 % for the loss (narrow
+#: enough to keep a few-step spike out of the smoothed curve), 10 % for the norms (refinement's own default).
+LOSS_SMOOTHING = 0.05
+NORM_SMOOTHING = 0.1
+#: Early spike: the first 10 % of training; late rise: the last 20 % (where arXiv 2506.02285 finds the rise).
+EARLY_FRACTION = 0.1
+LATE_FRACTION = 0.2
+#: Fewer logged values than this and a sign is not measured ("n/a"): no robust smoothing is possible.
+MIN_POINTS = 20
+#: The window of `HealthMonitor` (logged values kept for the running median).
+LIVE_WINDOW = 51
+
+THRESHOLDS: dict[str, dict[str, float]] = {
+    "loss.spikes": {"watch": SPIKE_Z_WATCH, "act": SPIKE_Z_ACT},
+    "loss.relapse": {"watch": RELAPSE_WATCH, "act": RELAPSE_ACT},
+    "grad_norm.explosion": {"watch": EXPLOSION_WATCH, "act": EXPLOSION_ACT},
+    "grad_norm.dispersion": {"watch": DISPERSION_WATCH, "act": DISPERSION_ACT},
+    "grad_norm.non_finite": {"watch": 0.0, "act": NONFINITE_SHARE_ACT, "act_run": NONFINITE_RUN_ACT},
+    "end.still_falling": {"watch": STILL_FALLING_WATCH, "act": STILL_FALLING_ACT},
+    "end.lr_floor": {"watch": LR_FLOOR_WATCH},
+    "end.last_eval": {"watch": LAST_EVAL_WATCH},
+}
+
+SEVERITY = {"n/a": -1, "ok": 0, "watch": 1, "act": 2}
+SIGN_NAMES = ("loss", "grad_norm", "end")
+
+
+@dataclass
+class Check:
+    """One measured quantity: its value, the thresholds, the verdict and the steps where it happens."""
+
+    name: str
+    value: float | None
+    verdict: Verdict
+    watch: float | None = None
+    act: float | None = None
+    steps: list[int] = field(default_factory=list)
+    note: str = ""
+    #: Other measured numbers of the check (e.g. ``middle``, the fall over the middle 20 % of steps).
+    details: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def threshold(self) -> float | None:
+        """The threshold the verdict was judged against (the crossed one, or ``watch`` for ``ok``)."""
+        if self.verdict == "act":
+            return self.act
+        return self.watch
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name, "verdict": self.verdict, "value": _json_number(self.value),
+            "threshold": _json_number(self.threshold),
+            "thresholds": {k: v for k, v in (("watch", self.watch), ("act", self.act)) if v is not None},
+            "steps": [int(s) for s in self.steps], "note": self.note,
+            **({"details": {k: _json_number(v) for k, v in self.details.items()}} if self.details else {}),
+        }
+
+
+@dataclass
+class Sign:
+    """One of the three signs: its checks; the verdict, value, threshold and steps are those of the worst check."""
+
+    name: str
+    checks: list[Check] = field(default_factory=list)
+    note: str = ""
+
+    @property
+    def worst(self) -> Check | None:
+        measured = [c for c in self.checks if c.verdict != "n/a"]
+        return max(measured, key=lambda c: SEVERITY[c.verdict]) if measured else None  # max keeps the first of ties
+
+    @property
+    def verdict(self) -> Verdict:
+        return self.worst.verdict if self.worst else "n/a"
+
+    @property
+    def value(self) -> float | None:
+        return self.worst.value if self.worst else None
+
+    @property
+    def threshold(self) -> float | None:
+        return self.worst.threshold if self.worst else None
+
+    @property
+    def steps(self) -> list[int]:
+        return list(self.worst.steps) if self.worst else []
+
+    def check(self, name: str) -> Check | None:
+        return next((c for c in self.checks if c.name == name), None)
+
+    def to_dict(self) -> dict[str, Any]:
+        worst = self.worst
+        return {
+            "verdict": self.verdict, "value": _json_number(self.value), "threshold": _json_number(self.threshold),
+            "steps": self.steps, "check": worst.name if worst else None, "note": self.note,
+            "checks": [c.to_dict() for c in self.checks],
+        }
+
+
+@dataclass
+class Diagnosis:
+    """What `diagnose` found: the three signs, what refinement makes of the norms, recommendations."""
+
+    signs: dict[str, Sign]
+    refinement: dict[str, Any]
+    recommendations: list[str]
+    source: str = ""
+
+    @property
+    def verdict(self) -> Verdict:
+        """The worst verdict of the three signs."""
+        return max((s.verdict for s in self.signs.values()), key=SEVERITY.__getitem__)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON contract of ``hf-lrschedule diagnose --json``."""
+        return {
+            "source": self.source,
+            "verdict": self.verdict,
+            "signs": {name: sign.to_dict() for name, sign in self.signs.items()},
+            "refinement": {k: _json_number(v) if isinstance(v, float) else v for k, v in self.refinement.items()},
+            "recommendations": list(self.recommendations),
+            "thresholds": THRESHOLDS,
+        }
+
+
+# --------------------------------------------------------------------------------------------------------------- #
+# Helpers
+# --------------------------------------------------------------------------------------------------------------- #
+
+
+def _json_number(value: float | None) -> float | None:
+    return None if value is None or not math.isfinite(value) else float(value)
+
+
+def _curve(curve: Curve | None, name: str) -> tuple[np.ndarray, np.ndarray] | None:
+    """`curve` as (int steps, float values), sorted by step; None if absent; an error if malformed."""
+    if curve is None:
+        return None
+    try:
+        steps, values = curve
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be a pair (steps, values), got {type(curve).__name__}") from None
+    steps = np.asarray(steps, dtype=float)
+    values = np.asarray(values, dtype=float)
+    if steps.ndim != 1 or steps.shape != values.shape:
+        raise ValueError(f"{name}: steps and values must be 1-D and of the same length, got {steps.shape} and "
+                         f"{values.shape}")
+    if np.any(np.diff(steps) <= 0):
+        raise ValueError(f"{name}: steps must increase strictly")
+    return steps.astype(np.int64), values
+
+
+def _odd_width(fraction: float, size: int) -> int:
+    width = max(5, int(fraction * size)) // 2 * 2 + 1
+    return min(width, size - 1 + size % 2)  # odd, and no wider than the series
+
+
+def _smooth(values: np.ndarray, fraction: float) -> np.ndarray:
+    return median_filter(values, size=_odd_width(fraction, values.size), mode="nearest")
+
+
+def _noise(values: np.ndarray, floor: float) -> float:
+    """Robust noise scale: the MAD of first differences over sqrt(2) (a trend barely moves it)."""
+    return max(1.4826 * float(np.median(np.abs(np.diff(values)))) / math.sqrt(2.0), floor)
+
+
+def _grade(value: float, watch: float | None, act: float | None) -> Verdict:
+    if act is not None and value >= act:
+        return "act"
+    if watch is not None and value >= watch:
+        return "watch"
+    return "ok"
+
+
+def _runs(mask: np.ndarray) -> int:
+    """Length of the longest run of True in `mask`."""
+    longest = current = 0
+    for flag in mask.tolist():
+        current = current + 1 if flag else 0
+        longest = max(longest, current)
+    return longest
+
+
+def _span(steps: np.ndarray) -> list[int]:
+    return [int(steps[0]), int(steps[-1])] if steps.size else []
+
+
+def _bins(steps: np.ndarray, values: np.ndarray, count: int = 20) -> np.ndarray | None:
+    """Median of `values` in `count` equal spans of steps (None if a span is empty)."""
+    edges = np.linspace(steps[0] - 0.5, steps[-1] + 0.5, count + 1)
+    index = np.clip(np.searchsorted(edges, steps, side="right") - 1, 0, count - 1)
+    medians = [values[index == k] for k in range(count)]
+    if any(m.size == 0 for m in medians):
+        return None
+    return np.array([float(np.median(m)) for m in medians])
+
+
+# --------------------------------------------------------------------------------------------------------------- #
+# The three signs
+# --------------------------------------------------------------------------------------------------------------- #
+
+
+def loss_sign(loss: Curve | None) -> Sign:
+    """Spikes, relapse (oscillation or divergence) and non-finite values of the training loss.
+
+    Examples:
+        >>> steps = list(range(1, 101))
+        >>> values = [3.0 - 0.01 * s + 0.01 * (s % 3) for s in steps]
+        >>> values[59] = 9.0  # one bad batch at step 60
+        >>> sign = loss_sign((steps, values))
+        >>> sign.verdict, sign.check("spikes").steps
+        ('act', [60])
+    """
+    sign = Sign("loss")
+    curve = _curve(loss, "loss")
+    if curve is None:
+        sign.note = "no training loss in this source"
+        return sign
+    steps, values = curve
+    finite = np.isfinite(values)
+    bad = steps[~finite]
+    sign.checks.append(
+        Check("non_finite", float(bad.size), "act" if bad.size else "ok", watch=None, act=1.0, steps=bad.tolist(),
+              note="NaN or inf losses: the run diverged" if bad.size else "")
+    )
+    steps, values = steps[finite], values[finite]
+    if values.size < MIN_POINTS:
+        sign.note = f"only {values.size} finite logged losses (need {MIN_POINTS}); log the loss more often"
+        if not bad.size:
+            sign.checks.clear()  # nothing measured: "n/a", not "ok"
+        return sign
+    smooth = _smooth(values, LOSS_SMOOTHING)
+    level = float(np.median(np.abs(smooth)))
+    noise = _noise(values, floor=1e-3 * max(level, 1e-12))
+    z = (values - smooth) / noise
+    spikes = steps[z >= SPIKE_Z_WATCH]
+    worst = float(z.max())
+    sign.checks.append(
+        Check("spikes", worst, _grade(worst, SPIKE_Z_WATCH, SPIKE_Z_ACT), SPIKE_Z_WATCH, SPIKE_Z_ACT, spikes.tolist(),
+              note=f"largest: loss {values[np.argmax(z)]:.4g} against {smooth[np.argmax(z)]:.4g} smoothed, at step "
+              f"{int(steps[np.argmax(z)])}")
+    )
+    fall = float(smooth[0] - smooth.min())
+    half = _odd_width(LOSS_SMOOTHING, values.size) // 2
+    inner = slice(half, values.size - half)  # where the filter's window is full: no edge artefact
+    if fall > 0:
+        relapse = (smooth - np.minimum.accumulate(smooth)) / fall
+        relapse[: inner.start] = 0.0
+        relapse[inner.stop:] = 0.0
+        peak = float(relapse.max())
+        where = steps[relapse >= RELAPSE_WATCH]
+        note = (f"the smoothed loss climbed back {100 * peak:.0f} % of its fall above its running minimum, near step "
+                f"{int(steps[np.argmax(relapse)])}") if peak > 0 else ""
+        sign.checks.append(Check("relapse", peak, _grade(peak, RELAPSE_WATCH, RELAPSE_ACT), RELAPSE_WATCH,
+                                 RELAPSE_ACT, where.tolist(), note))
+    else:
+        sign.checks.append(Check("relapse", math.inf, "act", RELAPSE_WATCH, RELAPSE_ACT, _span(steps),
+                                 note="the smoothed loss never fell below its start"))
+    return sign
+
+
+def grad_norm_sign(grad_norms: Curve | None) -> Sign:
+    """Non-finite steps, explosion, dispersion, early spike and late rise of the gradient norms.
+
+    Examples:
+        >>> steps = list(range(1, 201))
+        >>> norms = [1.0 + 0.05 * (s % 4) for s in steps]
+        >>> norms[149] = float("inf")  # an fp16 overflow at step 150
+        >>> sign = grad_norm_sign((steps, norms))
+        >>> sign.verdict, sign.steps
+        ('watch', [150])
+    """
+    sign = Sign("grad_norm")
+    curve = _curve(grad_norms, "grad_norms")
+    if curve is None:
+        sign.note = "no gradient norms"
+        return sign
+    steps, values = curve
+    if np.any(values < 0):
+        raise ValueError("grad_norms has negative values; a gradient norm is >= 0 (the wrong column?)")
+    finite = np.isfinite(values)
+    bad = steps[~finite]
+    share = bad.size / max(values.size, 1)
+    longest = _runs(~finite)
+    verdict: Verdict = "ok"
+    if bad.size:
+        verdict = "act" if share >= NONFINITE_SHARE_ACT or longest >= NONFINITE_RUN_ACT else "watch"
+    sign.checks.append(Check(
+        "non_finite", float(bad.size), verdict, 1.0, None, bad.tolist(),
+        note=f"{bad.size} of {values.size} steps ({100 * share:.2g} %), longest run {longest}; act from "
+        f"{100 * NONFINITE_SHARE_ACT:g} % of the steps or {NONFINITE_RUN_ACT} in a row",
+    ))
+    steps, values = steps[finite & (values > 0)], values[finite & (values > 0)]
+    if values.size < MIN_POINTS:
+        sign.note = f"only {values.size} finite gradient norms (need {MIN_POINTS})"
+        if not bad.size:
+            sign.checks.clear()
+        return sign
+    smooth = _smooth(values, NORM_SMOOTHING)
+    ratio = values / smooth
+    worst = float(ratio.max())
+    sign.checks.append(Check(
+        "explosion", worst, _grade(worst, EXPLOSION_WATCH, EXPLOSION_ACT), EXPLOSION_WATCH, EXPLOSION_ACT,
+        steps[ratio >= EXPLOSION_WATCH].tolist(),
+        note=f"largest: {worst:.3g} x the smoothed median, at step {int(steps[np.argmax(ratio)])}",
+    ))
+    logs = np.log(ratio)
+    spread = math.exp(1.4826 * float(np.median(np.abs(logs - np.median(logs)))))
+    sign.checks.append(Check("dispersion", spread, _grade(spread, DISPERSION_WATCH, DISPERSION_ACT),
+                             DISPERSION_WATCH, DISPERSION_ACT,
+                             note=f"norms typically within a factor {spread:.3g} of their smoothed median"))
+    middle = float(np.median(smooth))
+    position = (steps - steps[0]) / max(steps[-1] - steps[0], 1)
+    tolerance = RefineOptions().tolerance  # refinement's band: inside it, the schedule stays linear decay
+    for name, part in (("early_spike", position <= EARLY_FRACTION), ("late_rise", position >= 1 - LATE_FRACTION)):
+        value = float(smooth[part].max() / middle) if part.any() else 1.0
+        sign.checks.append(Check(
+            name, value, "watch" if value > tolerance else "ok", tolerance, None,
+            steps[part & (smooth > tolerance * middle)].tolist(),
+            note=f"smoothed norms reach {value:.3g} x their median "
+            f"({'first' if name == 'early_spike' else 'last'} {100 * (EARLY_FRACTION if name == 'early_spike' else LATE_FRACTION):.0f} % of steps); "
+            f"refinement changes the schedule beyond {tolerance:g} x",
+        ))
+    return sign
+
+
+def end_sign(loss: Curve | None, learning_rate: Curve | None = None, eval_loss: Curve | None = None) -> Sign:
+    """Does the run settle: the loss's fall over the last 20 % of steps, the last LR, the last evaluation.
+
+    Examples:
+        >>> steps = list(range(1, 201))
+        >>> sign = end_sign((steps, [5.0 - 0.01 * s for s in steps]))  # falls as fast at the end as on average
+        >>> sign.verdict, sign.check("still_falling").value
+        ('act', 1.0)
+    """
+    sign = Sign("end")
+    curve = _curve(loss, "loss")
+    if curve is not None:
+        steps, values = curve
+        finite = np.isfinite(values)
+        steps, values = steps[finite], values[finite]
+        bins = _bins(steps, values) if values.size >= MIN_POINTS else None
+        if bins is None:
+            sign.note = "too few logged losses to tell whether the run settled"
+        else:
+            total = float(bins[0] - bins[-1])
+            window = steps[steps >= steps[0] + 0.8 * (steps[-1] - steps[0])]
+            if total <= 0:
+                sign.checks.append(Check("still_falling", math.nan, "n/a", STILL_FALLING_WATCH, STILL_FALLING_ACT,
+                                         note="the loss did not fall over the run (see the loss sign)"))
+            else:
+                # 20 bins of 5 %: their medians sit 19 spans apart end to end, 4 spans apart over the last 20 %;
+                # scaled so that a loss falling at an even pace scores exactly 1
+                late = float(bins[15] - bins[19]) / total * 19 / 4
+                middle = float(bins[8] - bins[12]) / total * 19 / 4
+                verdict = _grade(late, STILL_FALLING_WATCH, STILL_FALLING_ACT)
+                check = Check("still_falling", late, verdict, STILL_FALLING_WATCH, STILL_FALLING_ACT,
+                              _span(window) if verdict != "ok" else [],
+                              note=f"the loss fell {late:.2g} x as fast over the last 20 % of steps as over the whole "
+                              f"run ({middle:.2g} x over the middle 20 %)", details={"middle": middle})
+                sign.checks.append(check)
+    lr = _curve(learning_rate, "learning_rate")
+    if lr is not None and lr[1].size and np.isfinite(lr[1]).any():
+        lr_steps, lr_values = lr
+        peak = float(np.nanmax(lr_values))
+        last = float(lr_values[-1])
+        share = last / peak if peak > 0 else 0.0
+        verdict = _grade(share, LR_FLOOR_WATCH, None)
+        sign.checks.append(Check("lr_floor", share, verdict, LR_FLOOR_WATCH, None,
+                                 [int(lr_steps[-1])] if verdict != "ok" else [], note=f"the last LR is {share:.3g} of the peak ({last:.3g})"))
+    evaluation = _curve(eval_loss, "eval_loss")
+    if evaluation is not None and np.isfinite(evaluation[1]).sum() >= 2:
+        eval_steps, eval_values = evaluation[0][np.isfinite(evaluation[1])], evaluation[1][np.isfinite(evaluation[1])]
+        best = int(np.argmin(eval_values))
+        worse = float(eval_values[-1] / eval_values[best] - 1.0) if eval_values[best] > 0 else 0.0
+        sign.checks.append(Check(
+            "last_eval", worse, _grade(worse, LAST_EVAL_WATCH, None), LAST_EVAL_WATCH, None,
+            [int(eval_steps[-1])] if worse >= LAST_EVAL_WATCH else [],
+            note=f"last eval loss {eval_values[-1]:.4g}; best {eval_values[best]:.4g} at step {int(eval_steps[best])}",
+        ))
+    if not sign.checks and not sign.note:
+        sign.note = "no loss, learning rate or eval loss in this source"
+    return sign
+
+
+# --------------------------------------------------------------------------------------------------------------- #
+# What refinement makes of the norms
+# --------------------------------------------------------------------------------------------------------------- #
+
+
+def refinement_view(
+    grad_norms: Curve | None, num_training_steps: int | None = None, options: RefineOptions | None = None
+) -> dict[str, Any]:
+    """What `refinement_details` makes of the norms, in numbers and one sentence.
+
+    Keys: ``schedule`` (`describe_schedule`'s words), ``peak_fraction``, ``tolerance``, ``max_ratio`` / ``min_ratio``
+    (smoothed norms over their median), ``inside_band``, ``headroom`` (the factor the smoothed norms would still have
+    to rise by before the schedule leaves linear decay), ``warmup_fraction`` and ``summary``.
+    """
+    from .refine import describe_schedule
+
+    curve = _curve(grad_norms, "grad_norms")
+    if curve is None:
+        return {"summary": "no gradient norms: nothing to refine"}
+    steps, values = curve
+    options = options or RefineOptions()
+    usable = np.isfinite(values) & (values > 0)
+    if usable.sum() < 2:
+        return {"summary": "fewer than 2 usable gradient norms: nothing to refine"}
+    total = int(num_training_steps or steps[-1])
+    positions = None
+    if steps.size > 1 and not np.all(np.diff(steps) == 1):
+        spacing = float(np.median(np.diff(steps)))
+        positions = (steps - steps[0]) / (steps[-1] - steps[0] + spacing)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # dropped non-finite norms are reported by the grad_norm sign instead
+        details = refinement_details(values, total, options, positions=positions)
+    middle = float(np.median(details.smoothed))
+    max_ratio = float(details.smoothed.max() / middle)
+    min_ratio = float(details.smoothed.min() / middle)
+    tolerance = options.tolerance
+    low_matters = options.guard != "floor"  # the default floor guard ignores norms below the median
+    inside = max_ratio <= tolerance and (not low_matters or min_ratio >= 1 / tolerance)
+    schedule = describe_schedule(details.multipliers)
+    top = int(np.argmax(details.multipliers >= 0.99 * details.multipliers.max()))
+    warmup = top / total
+    view: dict[str, Any] = {
+        "num_training_steps": total, "options": options.to_dict(), "schedule": schedule,
+        "peak_fraction": details.peak_fraction, "tolerance": tolerance, "max_ratio": max_ratio,
+        "min_ratio": min_ratio, "inside_band": bool(inside), "headroom": tolerance / max_ratio,
+        "warmup_fraction": warmup,
+    }
+    if inside:
+        summary = (f"linear decay: the smoothed norms stay within {max_ratio:.2f} x their median, inside the "
+                   f"tolerance band of {tolerance:g} x; they would have to rise {tolerance / max_ratio:.2f} x further "
+                   "(somewhere, over at least a tenth of the run) to change it")
+    else:
+        parts = []
+        if warmup > 0:
+            parts.append(f"a warmup over the first {100 * warmup:.1f} % (early norms up to {max_ratio:.2f} x the "
+                         "median)")
+        late = float(details.smoothed[-max(1, int(LATE_FRACTION * total)):].max() / middle)
+        if late > tolerance or "faster final anneal" in schedule:
+            parts.append(f"a faster anneal late in training (the smoothed norms reach {late:.2f} x their median in "
+                         f"the last {100 * LATE_FRACTION:.0f} %)")
+        summary = "; ".join(parts) if parts else "a schedule shaped by the norms"
+        summary = f"{summary}: {schedule}"
+    view["summary"] = summary
+    return view
+
+
+# --------------------------------------------------------------------------------------------------------------- #
+# Recommendations and the entry points
+# --------------------------------------------------------------------------------------------------------------- #
+
+STUDY = "results/health.md"
+
+
+def recommendations(signs: dict[str, Sign], refinement: dict[str, Any], *, warmup_steps: int | None = None,
+                    max_grad_norm: float | None = None) -> list[str]:
+    """Plain-words advice, each item tied to a measured number of this run or a cited source."""
+    out: list[str] = []
+    loss, norms, end = signs["loss"], signs["grad_norm"], signs["end"]
+    spikes, relapse = loss.check("spikes"), loss.check("relapse")
+    if loss.check("non_finite") and loss.check("non_finite").verdict == "act":
+        steps = loss.check("non_finite").steps
+        out.append(f"The loss is NaN/inf from step {steps[0]} ({len(steps)} logged values): the run diverged. Lower "
+                   "the peak LR or keep a warmup; with fp16, switch to bf16 if the hardware has it.")
+    if spikes and spikes.verdict != "ok":
+        where = _steps_words(spikes.steps)
+        if warmup_steps == 0:
+            out.append(f"Loss spikes at {where} (z = {spikes.value:.3g}) with no warmup: keep a warmup or lower the "
+                       "peak LR (the paper prepends a warmup to linear decay, arXiv 2310.07831 Section 2).")
+        elif relapse is not None and relapse.verdict == "ok":
+            out.append(f"Loss spikes at {where} (z = {spikes.value:.3g}) and the loss returns to its trend: an "
+                       "outlier or corrupted batch gives exactly this (one noise batch did in this project's "
+                       f"study, {STUDY}); look at the data of those steps.")
+        else:
+            out.append(f"Loss spikes at {where} (z = {spikes.value:.3g}) and the loss does not return to its trend "
+                       f"({relapse.note if relapse else ''}): an LR too high for that stretch gives this (a 5-step LR "
+                       f"spike did in {STUDY}); lower the peak LR or lengthen the warmup.")
+    if relapse is not None and relapse.verdict != "ok" and not (spikes and spikes.verdict != "ok"):
+        out.append(f"The loss oscillates or diverges: {relapse.note}. Lower the peak LR (30 x the good LR gave this "
+                   f"in {STUDY}).")
+    nonfinite = norms.check("non_finite")
+    if nonfinite and nonfinite.verdict != "ok":
+        out.append(f"{int(nonfinite.value)} step(s) had NaN/inf gradient norms ({nonfinite.note}; steps "
+                   f"{_steps_words(nonfinite.steps)}): with fp16 these are loss-scaler overflows whose update was "
+                   "skipped (PyTorch GradScaler); refinement drops them. "
+                   + ("This many means the scaler is not recovering: use bf16 or find the layer that overflows."
+                      if nonfinite.verdict == "act" else "A few are normal."))
+    explosion = norms.check("explosion")
+    if explosion and explosion.verdict != "ok":
+        clip = ("clipping is off (max_grad_norm = 0): turn it on (the Trainer's default is 1.0)"
+                if max_grad_norm == 0 else "clipping bounds the update; check the loss at those steps")
+        out.append(f"Gradient norm {explosion.value:.3g} x its smoothed median at {_steps_words(explosion.steps)}: "
+                   f"{clip}.")
+    dispersion = norms.check("dispersion")
+    if dispersion and dispersion.verdict != "ok":
+        out.append(f"The norms vary widely ({dispersion.note}); refinement's median filter smooths this, but such "
+                   f"variation came with an LR 30 x too high in {STUDY}.")
+    if refinement.get("inside_band") is True:
+        out.append(f"Refinement of these norms gives {refinement['summary']}. Here linear_refined and plain linear "
+                   "decay are the same schedule (linear decay is the worst-case optimal one, arXiv 2310.07831).")
+    elif "warmup_fraction" in refinement:
+        advice = [f"Refinement of these norms gives {refinement['summary']}."]
+        if refinement["warmup_fraction"] > 0:
+            advice.append("Keep a warmup at least that long.")
+        late = norms.check("late_rise")
+        if late and late.verdict != "ok":
+            advice.append(f"The late rise of the norms ({late.value:.3g} x the median) is the one AdamW with weight "
+                          "decay shows (arXiv 2506.02285); refinement anneals faster for it.")
+        out.append(" ".join(advice))
+    falling = end.check("still_falling")
+    if falling and falling.verdict != "ok":
+        middle = falling.details.get("middle", 0.0)
+        if middle >= 0.5 * falling.value:
+            out.append(f"The loss is still falling at the end ({falling.note}): the run is too short or the LR too "
+                       f"low (1/300 of the good LR gave this in {STUDY}); train longer or raise the peak LR.")
+        else:
+            out.append(f"The loss stalled in the middle and fell mostly as the LR decayed ({falling.note}): the peak "
+                       f"LR is likely too high (30 x the good LR gave this on the Llama tasks of {STUDY}).")
+    floor = end.check("lr_floor")
+    if floor and floor.verdict != "ok":
+        out.append(f"The run ended before its decay did ({floor.note}): the last-iterate guarantee of linear decay "
+                   "(arXiv 2310.07831) needs the LR to reach 0; set the schedule's length to the steps actually run.")
+    last_eval = end.check("last_eval")
+    if last_eval and last_eval.verdict != "ok":
+        out.append(f"The last evaluation is {100 * last_eval.value:.1f} % worse than the best ({last_eval.note}): keep "
+                   "the best checkpoint (load_best_model_at_end=True) or stop earlier.")
+    return out
+
+
+def _steps_words(steps: Sequence[int], limit: int = 8) -> str:
+    if not steps:
+        return "no step"
+    ranges: list[str] = []
+    start = previous = steps[0]
+    for step in list(steps[1:]) + [None]:
+        if step is not None and step == previous + 1:
+            previous = step
+            continue
+        ranges.append(f"{start}" if start == previous else f"{start}-{previous}")
+        if step is not None:
+            start = previous = step
+    text = ", ".join(ranges[:limit]) + (f" and {len(ranges) - limit} more" if len(ranges) > limit else "")
+    return ("step " if len(steps) == 1 else "steps ") + text
+
+
+def diagnose(
+    grad_norms: Curve | None = None,
+    *,
+    loss: Curve | None = None,
+    learning_rate: Curve | None = None,
+    eval_loss: Curve | None = None,
+    num_training_steps: int | None = None,
+    num_warmup_steps: int | None = None,
+    max_grad_norm: float | None = None,
+    options: RefineOptions | None = None,
+    source: str = "",
+) -> Diagnosis:
+    """The run's health from its logged series, each a pair ``(steps, values)`` or None.
+
+    Args:
+        grad_norms (`(steps, values)`, *optional*):
+            Per-step (or every-k-step) gradient norms; NaN/inf mark fp16 overflow steps.
+        loss (`(steps, values)`, *optional*):
+            The training loss as logged (the Trainer logs the mean over each logging window).
+        learning_rate (`(steps, values)`, *optional*):
+            The logged learning rate.
+        eval_loss (`(steps, values)`, *optional*):
+            The evaluation loss.
+        num_training_steps (`int`, *optional*):
+            The run's planned optimizer steps `T` (default: the last step of the norms).
+        num_warmup_steps (`int`, *optional*):
+            The run's warmup, for the recommendations (default: from the LR curve if it is given).
+        max_grad_norm (`float`, *optional*):
+            The run's clipping threshold, for the recommendations.
+        options (`RefineOptions`, *optional*):
+            The refinement options to show the schedule of (default: `linear_refined`'s).
+        source (`str`, *optional*):
+            Where the series come from, for the report.
+
+    Returns:
+        `Diagnosis`.
+    """
+    signs = {"loss": loss_sign(loss), "grad_norm": grad_norm_sign(grad_norms),
+             "end": end_sign(loss, learning_rate, eval_loss)}
+    refinement = refinement_view(grad_norms, num_training_steps, options)
+    if num_warmup_steps is None and learning_rate is not None:
+        num_warmup_steps = _warmup_from_lr(learning_rate)
+    advice = recommendations(signs, refinement, warmup_steps=num_warmup_steps, max_grad_norm=max_grad_norm)
+    return Diagnosis(signs, refinement, advice, source)
+
+
+def _warmup_from_lr(learning_rate: Curve) -> int | None:
+    curve = _curve(learning_rate, "learning_rate")
+    if curve is None or curve[1].size < 2 or not np.isfinite(curve[1]).all():
+        return None
+    steps, values = curve
+    return 0 if values[0] >= 0.9 * values.max() else int(steps[np.argmax(values >= 0.99 * values.max())])
+
+
+def curves_from_log(log) -> dict[str, Curve | None]:
+    """The series of a `GradNormLog` (what `load_grad_norms` reads) as `diagnose`'s keyword arguments: its norms
+    (l2, else l1), and the loss, LR and eval loss where the source has them (`GradNormLog.metrics`)."""
+    values = log.l2 if log.l2 is not None else log.l1
+    curves: dict[str, Curve | None] = {"grad_norms": None}
+    if values is not None:
+        values = np.asarray(values, dtype=float)
+        steps = log.steps if log.steps is not None else np.arange(1, values.size + 1)
+        curves["grad_norms"] = (steps, values)
+    metrics = getattr(log, "metrics", None) or {}
+    for name, key in (("loss", "loss"), ("learning_rate", "learning_rate"), ("eval_loss", "eval_loss")):
+        found = metrics.get(name)
+        curves[key] = None if found is None else (found.steps, found.values)
+    return curves
+
+
+def diagnose_log(log, *, num_training_steps: int | None = None, options: RefineOptions | None = None) -> Diagnosis:
+    """`diagnose` on what `hf_lrschedule.readers.load_grad_norms` read (`curves_from_log`), with the run's length,
+    warmup and clipping from the source's metadata where it has them."""
+    meta = log.meta or {}
+    clip = meta.get("max_grad_norm")
+    curves = curves_from_log(log)
+    return diagnose(
+        curves.pop("grad_norms"), **curves,
+        num_training_steps=num_training_steps or _positive_int(meta.get("num_training_steps")),
+        num_warmup_steps=_positive_int(meta.get("num_warmup_steps"), allow_zero=True),
+        max_grad_norm=float(clip) if isinstance(clip, (int, float)) and not isinstance(clip, bool) else None,
+        options=options, source=log.describe(),
+    )
+
+
+def _positive_int(value: Any, allow_zero: bool = False) -> int | None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        return None
+    return value if value > 0 or (allow_zero and value == 0) else None
+
+
+def format_report(diagnosis: Diagnosis) -> str:
+    """The text report of ``hf-lrschedule diagnose``."""
+    lines = []
+    if diagnosis.source:
+        lines.append(f"source: {diagnosis.source}")
+    lines.append(f"verdict: {diagnosis.verdict}")
+    for name, sign in diagnosis.signs.items():
+        worst = sign.worst
+        head = f"{name}: {sign.verdict}"
+        if worst is not None:
+            head += f" ({worst.name} {_number(worst.value)}, threshold {_number(worst.threshold)}"
+            head += f", {_steps_words(worst.steps)})" if worst.steps else ")"
+        elif sign.note:
+            head += f" ({sign.note})"
+        lines.append(head)
+        for check in sign.checks:
+            thresholds = "/".join(_number(t) for t in (check.watch, check.act) if t is not None)
+            where = f" at {_steps_words(check.steps)}" if check.steps else ""
+            note = f"; {check.note}" if check.note else ""
+            lines.append(f"  {check.verdict:<5} {check.name} {_number(check.value)} (watch/act {thresholds}){where}{note}")
+    lines.append(f"refinement: {diagnosis.refinement.get('summary', '')}")
+    if diagnosis.recommendations:
+        lines.append("recommendations:")
+        lines += [f"  - {text}" for text in diagnosis.recommendations]
+    return "\n".join(lines)
+
+
+def _number(value: float | None) -> str:
+    if value is None:
+        return "-"
+    if not math.isfinite(value):
+        return str(value)
+    return f"{value:.3g}"
+
+
+# --------------------------------------------------------------------------------------------------------------- #
+# Live: the per-log part, incremental
+# --------------------------------------------------------------------------------------------------------------- #
+
+
+class HealthMonitor:
+    """The per-step checks on a window of recent logged values: O(window) per update, no history kept.
+
+    `update` returns the health scalars of this log (``loss_z``, ``grad_norm_ratio``, counts of events so far) and
+    the kinds of event seen for the first time (``"loss_spike"``, ``"non_finite_norm"``, ``"norm_explosion"``), each
+    at most once per monitor. The thresholds are the `act` ones of `diagnose` (the `watch` ones for non-finite
+    norms), so a live warning means what a `diagnose` `act` means.
+
+    Examples:
+        >>> monitor = HealthMonitor()
+        >>> for step in range(1, 31):
+        ...     _ = monitor.update(step, loss=2.0 + 0.01 * (step % 3), grad_norm=1.0 + 0.01 * (step % 2))
+        >>> monitor.update(31, loss=9.0, grad_norm=1.0)[1]
+        ['loss_spike']
+        >>> monitor.update(32, loss=2.0, grad_norm=float("inf"))[1]
+        ['non_finite_norm']
+    """
+
+    def __init__(self, window: int = LIVE_WINDOW, min_history: int = 10):
+        self.losses: deque[float] = deque(maxlen=window)
+        self.norms: deque[float] = deque(maxlen=window)
+        self.min_history = min_history
+        self.counts = {"loss_spike": 0, "non_finite_norm": 0, "norm_explosion": 0}
+        self.warned: set[str] = set()
+
+    def update(self, step: int, *, loss: float | None = None, grad_norm: float | None = None
+               ) -> tuple[dict[str, float], list[str]]:
+        scalars: dict[str, float] = {}
+        events: list[str] = []
+        if loss is not None:
+            if not math.isfinite(loss):
+                events.append("loss_spike")
+                scalars["loss_z"] = math.inf
+            else:
+                if len(self.losses) >= self.min_history:
+                    history = np.fromiter(self.losses, float)
+                    middle = float(np.median(history))
+                    z = (loss - middle) / _noise(history, floor=1e-3 * max(abs(middle), 1e-12))
+                    scalars["loss_z"] = z
+                    if z >= SPIKE_Z_ACT:
+                        events.append("loss_spike")
+                self.losses.append(loss)
+        if grad_norm is not None:
+            if not math.isfinite(grad_norm):
+                events.append("non_finite_norm")
+            else:
+                if len(self.norms) >= self.min_history:
+                    middle = float(np.median(np.fromiter(self.norms, float)))
+                    ratio = grad_norm / middle if middle > 0 else math.inf
+                    scalars["grad_norm_ratio"] = ratio
+                    if ratio >= EXPLOSION_ACT:
+                        events.append("norm_explosion")
+                self.norms.append(grad_norm)
+        for kind in events:
+            self.counts[kind] += 1
+        scalars.update({f"{kind}s": float(count) for kind, count in self.counts.items()})
+        new = [kind for kind in events if kind not in self.warned]
+        self.warned.update(new)
+        return scalars, new

@@ -132,6 +132,10 @@ def build_parser() -> argparse.ArgumentParser:
     RefineOptions.add_arguments(refine)
     refine.set_defaults(handler=_refine)
 
+    from .continuation_cli import add_parsers as add_continuation_parsers
+
+    add_continuation_parsers(sub)  # transfer, extend
+
     show = sub.add_parser("show", help="summarise a schedule file")
     show.add_argument("schedule", help="schedule JSON written by `refine` or the pilot")
     show.set_defaults(handler=_show)

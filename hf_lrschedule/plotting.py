@@ -87,3 +87,40 @@ def schedule_image(multipliers: Sequence[float], *, title: str = "") -> np.ndarr
     fig.tight_layout()
     canvas.draw()
     return np.asarray(canvas.buffer_rgba())[..., :3].copy()
+
+
+def plot_continuation(
+    multipliers: Sequence[float],
+    past_steps: int,
+    path: str | os.PathLike,
+    *,
+    planned: Sequence[float] | None = None,
+    title: str = "",
+) -> Path:
+    """Write a PNG of a continued schedule (`hf-lrschedule extend`) atomically: the past, the continuation and the
+    run's planned schedule, by optimizer step (entry ``t`` is the multiplier of update ``t + 1``)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    values = np.asarray(multipliers, dtype=float)
+    steps = np.arange(values.size)
+    fig = Figure(figsize=(7, 3.5), dpi=110)
+    FigureCanvasAgg(fig)
+    axes = fig.add_subplot()
+    if planned is not None:
+        axes.plot(np.arange(len(planned)), planned, color="0.6", lw=1, ls=":", label="planned run")
+    axes.plot(steps[: past_steps + 1], values[: past_steps + 1], color="k", lw=1.5, label="past")
+    axes.plot(steps[past_steps:], values[past_steps:], color="C0", lw=2, label="bound-optimal continuation")
+    axes.axvline(past_steps, color="C0", lw=0.6, alpha=0.6)
+    axes.set_xlabel("optimizer step")
+    axes.set_ylabel("LR multiplier")
+    axes.legend(loc="best", fontsize=8)
+    if title:
+        axes.set_title(title, fontsize=9)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp)
+    os.replace(tmp, path)
+    return path

@@ -91,3 +91,50 @@ def table_schedule(
 def linear_table(num_steps: int) -> list[float]:
     """The table `1 - k / num_steps` for k = 0 .. num_steps (what constant gradient norms refine to)."""
     return [float(num_steps - k) / num_steps for k in range(num_steps + 1)]
+
+
+def constant(step: int, *, num_warmup_steps: int = 0) -> float:
+    """transformers' `constant_with_warmup` (`constant` when `num_warmup_steps=0`): a linear warmup, then 1.
+
+    Examples:
+        >>> [constant(t, num_warmup_steps=2) for t in range(4)]
+        [0.0, 0.5, 1.0, 1.0]
+    """
+    if step < num_warmup_steps:
+        return float(step) / float(max(1, num_warmup_steps))
+    return 1.0
+
+
+def warmup_stable_decay(
+    step: int,
+    *,
+    num_training_steps: int,
+    num_decay_steps: int,
+    num_warmup_steps: int = 0,
+    decay_type: str = "cosine",
+    min_lr_ratio: float = 0.0,
+) -> float:
+    """transformers' `warmup_stable_decay` with a linear warmup: warmup, hold 1, then decay over the last
+    `num_decay_steps` steps (`decay_type` "linear", "cosine" (transformers' default) or "1-sqrt").
+
+    Examples:
+        >>> [warmup_stable_decay(t, num_training_steps=5, num_decay_steps=2, decay_type="linear") for t in range(6)]
+        [1.0, 1.0, 1.0, 1.0, 0.5, 0.0]
+    """
+    if decay_type not in ("linear", "cosine", "1-sqrt"):
+        raise ValueError(f"decay_type must be 'linear', 'cosine' or '1-sqrt', got {decay_type!r}")
+    if step < num_warmup_steps:
+        return min_lr_ratio + (1.0 - min_lr_ratio) * float(step) / float(max(1, num_warmup_steps))
+    decay_start = num_training_steps - num_decay_steps
+    if step < decay_start:
+        return 1.0
+    if step >= num_training_steps:
+        return min_lr_ratio
+    progress = float(step - decay_start) / float(max(1, num_decay_steps))
+    if decay_type == "linear":
+        factor = 1.0 - progress
+    elif decay_type == "cosine":
+        factor = 0.5 * (1.0 + math.cos(math.pi * progress))
+    else:
+        factor = 1.0 - math.sqrt(progress)
+    return min_lr_ratio + (1.0 - min_lr_ratio) * factor

@@ -18,7 +18,7 @@ from .._enums import extend_str_enum
 from ..config import RefinedScheduleConfig
 from ..errors import GradNormSourceError, RefinementWarning
 from ..formats import load_schedule
-from ..readers import GradNormLog, load_grad_norms
+from ..readers import GradNormLog, is_run_reference, load_grad_norms
 from ..recording import optimizer_family
 from ..refine import refinement_details
 from ..schedules import check_steps, linear_decay, table_schedule
@@ -88,6 +88,71 @@ class LinearRefinedLambda:
         )
 
 
+#: What a run is built for: when a resumed run asks for other values, its new schedule replaces the saved one.
+RUN_KEYS = ("num_training_steps", "num_warmup_steps", "source", "min_lr_ratio")
+
+
+def keeps_saved_schedule(built: dict[str, Any], saved: dict[str, Any] | None) -> bool:
+    """Whether a resume keeps the saved `LinearRefinedLambda` state (`saved`) over the one just built (`built`).
+
+    The saved one is kept for the same run (same `RUN_KEYS`: a bit-identical resume, even if the norms file
+    changed), when the new one cannot be built (its source is gone) and when the resume gave no source at all
+    (a resume needs none). A different horizon, warmup, source or floor (`hf-lrschedule extend`: ``max_steps=T2``
+    and the continuation's schedule file) gets the new one, as does a state saved by another scheduler.
+    """
+    if not saved or "num_training_steps" not in saved:
+        return False  # transformers' own lambdas (a `partial`) save {}: nothing to restore
+    if built.get("missing_source") is not None:
+        return True
+    if built.get("table") is None and saved.get("table") is not None and built.get("source") == describe_source(
+        RefinedScheduleConfig()
+    ):
+        return True
+    return all(built.get(key) == saved.get(key) for key in RUN_KEYS)
+
+
+class RefinedLambdaLR(LambdaLR):
+    """`LambdaLR` whose `load_state_dict` lets a resumed run change its schedule (`keeps_saved_schedule`).
+
+    `LambdaLR.load_state_dict` writes the saved lambda's `__dict__` over the new one: that is how a resume gets its
+    table without the norms file, but it would also give a run resumed with a new horizon and schedule (continued
+    training) its old table back, silently. When the new schedule wins, the learning rate of the next update is set
+    from it too: the optimizer state holds the old schedule's value for it.
+    """
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        built = [dict(fn.__dict__) for fn in self.lr_lambdas]
+        saved = list(state_dict.get("lr_lambdas") or [None] * len(built))
+        super().load_state_dict(state_dict)
+        switched = False
+        for fn, new, old in zip(self.lr_lambdas, built, saved):
+            if isinstance(fn, LinearRefinedLambda) and not keeps_saved_schedule(new, old):
+                fn.__dict__.update(new)
+                switched = switched or old != new
+            elif isinstance(fn, LinearRefinedLambda) and old and new.get("num_training_steps") != old.get(
+                "num_training_steps"
+            ):
+                warnings.warn(
+                    f"linear_refined: resumed with num_training_steps={new.get('num_training_steps')}, but the saved "
+                    f"schedule was built for {old.get('num_training_steps')} steps and no new source was given (or "
+                    "it is gone): the saved one continues, held at its last value after its end. To train longer, "
+                    "pass a continued schedule (`hf-lrschedule extend`) in lr_scheduler_kwargs['schedule']",
+                    RefinementWarning,
+                    stacklevel=2,
+                )
+        if switched:
+            logger.warning(
+                "linear_refined: resumed at step %d with a schedule other than the saved one (%s); it applies from the "
+                "next update",
+                self.last_epoch,
+                self.lr_lambdas[0].source,
+            )
+            values = [base * fn(self.last_epoch) for base, fn in zip(self.base_lrs, self.lr_lambdas)]
+            for group, value in zip(self.optimizer.param_groups, values):
+                group["lr"] = value
+            self._last_lr = values
+
+
 def build_table(
     config: RefinedScheduleConfig,
     decay_steps: int,
@@ -99,6 +164,8 @@ def build_table(
     run's warmup share, checked against the warmup the norms were recorded under."""
     if config.schedule is not None:
         schedule = load_schedule(config.schedule)
+        if "continuation" in schedule:
+            warn_if_continuation_misread(schedule, decay_steps, warmup_fraction)
         settings = schedule.get("settings")  # what `refine` or the pilot used, if the file says
         return [float(m) for m in schedule["multipliers"]], settings if isinstance(settings, dict) else None
     if config.grad_norms is None:
@@ -138,6 +205,21 @@ def build_table(
         100 * details.peak_fraction,
     )
     return details.multipliers.tolist(), config.options.to_dict()
+
+
+def warn_if_continuation_misread(schedule: dict[str, Any], decay_steps: int, warmup_fraction: float | None) -> None:
+    """Warn when a continued schedule (`hf-lrschedule extend`) is not read one entry per update: its first entries
+    are the past learning rates, warmup included, so the run needs no warmup and exactly its number of steps."""
+    steps = schedule.get("num_training_steps")
+    if warmup_fraction or steps != decay_steps:
+        warnings.warn(
+            f"this schedule file continues a run: it holds one multiplier per update for max_steps={steps} with no "
+            f"warmup (its past includes the run's own), but this run has {decay_steps} steps after a warmup of "
+            f"{100 * (warmup_fraction or 0):.1f} %: the past is misplaced. Resume with max_steps={steps} and "
+            "warmup_steps=0",
+            RefinementWarning,
+            stacklevel=4,
+        )
 
 
 def warn_if_warmup_dropped(log: GradNormLog, warmup_fraction: float) -> None:
@@ -198,7 +280,7 @@ def get_linear_refined_schedule(
     check_steps(num_training_steps, num_warmup_steps)
     missing = table = options_used = None
     source = config.schedule if config.schedule is not None else config.grad_norms
-    if isinstance(source, str) and not os.path.exists(source):
+    if isinstance(source, str) and not os.path.exists(source) and not is_run_reference(source):
         missing = source  # an error at the first step, unless a resume restores the table first
     else:
         table, options_used = build_table(
@@ -206,9 +288,9 @@ def get_linear_refined_schedule(
         )
         if table is None:
             logger.warning(
-                "linear_refined: no grad_norms given, using linear decay. To refine it, record the gradient norms "
-                "of a run (GradNormRecorderCallback, or logging_steps=1) and pass "
-                "lr_scheduler_kwargs={'grad_norms': 'PATH'}, or use `hf-lrschedule pilot`.",
+                "linear_refined: no grad_norms given, using linear decay. A Trainer run records its gradient norms "
+                "in <output_dir>/grad_norms.json (unless HF_LRSCHEDULE_CALLBACKS=0): to refine the next run, pass "
+                "lr_scheduler_kwargs={'grad_norms': 'that file'}, or use `hf-lrschedule pilot`.",
                 extra={LINEAR_FALLBACK: True},
             )
     multiplier = LinearRefinedLambda(
@@ -221,7 +303,7 @@ def get_linear_refined_schedule(
         steps_per_update=steps_per_update,
         missing_source=missing,
     )
-    return LambdaLR(optimizer, multiplier, last_epoch)
+    return RefinedLambdaLR(optimizer, multiplier, last_epoch)
 
 
 def describe_source(config: RefinedScheduleConfig) -> str:

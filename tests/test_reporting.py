@@ -113,52 +113,6 @@ def test_describe_schedule_rejects_a_bad_table():
         describe_schedule([0.0, 0.0])
 
 
-class _Recorder:
-    """Stands in for the wandb / mlflow / trackio modules (none is installed here): records the calls made."""
-
-    def __init__(self):
-        self.calls = []
-        self.config = self
-        self.run = object()
-
-    def __getattr__(self, name):
-        return lambda *args, **kwargs: self.calls.append((name, args, kwargs)) or name
-
-    def active_run(self):
-        return self.run
-
-
-def test_wandb_mlflow_and_trackio_get_config_and_image_through_the_trainers_callbacks():
-    from types import SimpleNamespace
-
-    import torch
-    from transformers import TrainerControl, TrainerState
-
-    from hf_lrschedule import get_linear_refined_schedule
-
-    modules = {name: _Recorder() for name in ("wandb", "mlflow", "trackio")}
-    callbacks = [
-        type("WandbCallback", (), {"_wandb": modules["wandb"]})(),
-        type("MLflowCallback", (), {"_ml_flow": modules["mlflow"]})(),
-        type("TrackioCallback", (), {"_trackio": modules["trackio"], "_initialized": True})(),
-    ]
-    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
-    scheduler = get_linear_refined_schedule(optimizer, 0, 20, grad_norms=NORMS)
-    report = ScheduleReportCallback()
-    report.handler = SimpleNamespace(callbacks=callbacks)
-    args = SimpleNamespace(report_to=["wandb", "mlflow", "trackio"])
-    report.on_train_begin(args, TrainerState(), TrainerControl(), lr_scheduler=scheduler)
-    names = {module: [call[0] for call in recorder.calls] for module, recorder in modules.items()}
-    assert names == {
-        "wandb": ["update", "Image", "log"], "mlflow": ["log_params", "log_image"], "trackio": ["update", "Image", "log"]
-    }
-    params = modules["mlflow"].calls[0][1][0]
-    assert params["hf_lrschedule/steps"] == "20" and params["hf_lrschedule/guard"] == "floor"
-    image = modules["mlflow"].calls[1][1][0]
-    assert image.shape == (350, 600, 3) and image.dtype == np.uint8
-    assert modules["wandb"].calls[0][1][0]["hf_lrschedule/source"].startswith("30 gradient norms")
-
-
 def test_a_schedule_file_reports_its_path_and_the_settings_it_was_refined_with(tmp_path):
     from hf_lrschedule.cli import main
 

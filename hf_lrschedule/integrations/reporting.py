@@ -195,7 +195,7 @@ def _mlflow_logger(mlflow):
 
 def _trackio_logger(trackio):
     def log(report, image, step):
-        trackio.config.update(report, allow_val_change=True)
+        trackio.config.update(report)  # a plain dict: allow_val_change=True (wandb's) would become a config key
         trackio.log({IMAGE_TAG: trackio.Image(image, caption=report[f"{PREFIX}/description"])})
 
     return log

@@ -7,13 +7,17 @@ Supported sources:
   every ``logging_steps``; ``logging_steps=1`` gives the full series);
 * a CSV with a ``Step`` column and a value column, such as a Weights & Biases export (`csv_export`);
 * TensorBoard event files (`tensorboard`: one file, or a folder searched recursively);
+* an MLflow run (`mlflow_run`): ``mlflow:<run_id>`` at ``MLFLOW_TRACKING_URI``, ``mlflow:<run_id>@<tracking_uri>``,
+  or a local run folder ``mlruns/<experiment_id>/<run_id>``;
+* a trackio run (`trackio_run`): ``trackio:<project>/<run>`` in trackio's local store;
 * a run directory (a Trainer ``output_dir``, a pilot folder): the first source found in it, in the order of
   `READERS`;
 * a list of floats.
 
 A reader is a module with ``KIND`` (its name in messages), ``claims(file)`` (is this file mine?), ``read(file)``
 (a `GradNormLog`) and ``find_in(directory)`` (its file in a run directory, or None). To add a source, write one and
-put it into `READERS`.
+put it into `READERS`. A reader of tracker runs also has ``claims_reference(source)`` and ``read_reference(source)``
+for its ``<scheme>:...`` strings (`RUN_REFERENCES`).
 """
 
 from __future__ import annotations
@@ -26,13 +30,20 @@ import numpy as np
 
 from ..errors import GradNormSourceError
 from ..formats import SCHEDULE_FORMAT, open_source_file
-from . import csv_export, recorder, tensorboard, trainer_state
+from . import csv_export, mlflow_run, recorder, tensorboard, trackio_run, trainer_state
 from .log import GradNormLog, SourceFile
 
 #: In the order a file is offered to them and a run directory is searched.
-READERS = (recorder, trainer_state, tensorboard, csv_export)
+READERS = (recorder, trainer_state, tensorboard, csv_export, mlflow_run, trackio_run)
+#: The readers of tracker runs named by a string (``mlflow:...``, ``trackio:...``), tried before the file system.
+RUN_REFERENCES = (mlflow_run, trackio_run)
 
-__all__ = ["READERS", "GradNormLog", "load_grad_norms"]
+__all__ = ["READERS", "RUN_REFERENCES", "GradNormLog", "is_run_reference", "load_grad_norms"]
+
+
+def is_run_reference(source: object) -> bool:
+    """Whether `source` names a tracker run (``mlflow:...``, ``trackio:...``) rather than a file."""
+    return isinstance(source, str) and any(reader.claims_reference(source) for reader in RUN_REFERENCES)
 
 
 def load_grad_norms(source: str | os.PathLike | Sequence[float]) -> GradNormLog:
@@ -45,6 +56,9 @@ def load_grad_norms(source: str | os.PathLike | Sequence[float]) -> GradNormLog:
     if not isinstance(source, (str, os.PathLike)):
         values = np.asarray(source, dtype=object)
         return GradNormLog(source="<list>", l2=values, l1=values, kind="list")
+    for reader in RUN_REFERENCES:
+        if isinstance(source, str) and reader.claims_reference(source):
+            return reader.read_reference(source)
     if Path(source).is_dir():
         return _run_directory_log(Path(source))
     file = SourceFile(open_source_file(source))
@@ -64,7 +78,8 @@ def load_grad_norms(source: str | os.PathLike | Sequence[float]) -> GradNormLog:
     kinds = ", ".join(reader.KIND for reader in READERS)
     raise GradNormSourceError(
         f"unknown gradient-norm file type {suffix or '(no extension)'!r} for {file.where!r}; expected one of: "
-        f"{kinds} (.json, .csv, {tensorboard.EVENT_FILE_PREFIX}*), or a run directory"
+        f"{kinds} (.json, .csv, {tensorboard.EVENT_FILE_PREFIX}*, an MLflow run's meta.yaml), a run directory, or "
+        "mlflow:<run_id> / trackio:<project>/<run>"
     )
 
 
@@ -76,5 +91,6 @@ def _run_directory_log(directory: Path) -> GradNormLog:
     raise GradNormSourceError(
         f"{str(directory)!r} holds no gradient norms: looked for grad_norms.json (GradNormRecorderCallback), "
         "trainer_state.json (at the top, else in the newest checkpoint-*/) and TensorBoard event files "
-        f"({tensorboard.EVENT_FILE_PREFIX}*, in any subfolder); pass a file, or the run's output_dir"
+        f"({tensorboard.EVENT_FILE_PREFIX}*, in any subfolder), or an MLflow run folder (meta.yaml and metrics/); "
+        "pass a file, the run's output_dir, or mlflow:<run_id> / trackio:<project>/<run>"
     )

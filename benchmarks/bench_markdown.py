@@ -1,12 +1,14 @@
-"""`benchmark.md`: the tables, one function per section, written from the task summaries and the details alone."""
+"""`benchmark.md` and `budget.md`: the tables, one function per section, written from the task summaries, the
+details and the budget view alone."""
 
 from __future__ import annotations
 
 import math
 from typing import Any
 
+from bench_budget import REPORT_BUDGETS
 from bench_runner import fmt_time
-from bench_variants import MAIN_SCHEDULES, PILOT_FRACTIONS, guard_label
+from bench_variants import HABIT_WARMUP, MAIN_SCHEDULES, PILOT_FRACTIONS, guard_label
 
 
 def verdict(cmp: dict[str, Any]) -> str:
@@ -159,8 +161,87 @@ def _targets(h: dict[str, Any]) -> list[str]:
             f"3. **Moonshot: at linear's best LR and warmup, `linear_refined` never worse than linear beyond the "
             f"noise: {met(h['moonshot_flag_flip']['met'])}** — {flip or 'none'}."
         ),
+        *_budget_target_lines(h["budget"], first=4),
         "",
     ]
+
+
+def _budget_target_lines(b: dict[str, Any], first: int = 1) -> list[str]:
+    """The budget view's two targets, numbered from `first` (the per-task numbers: `budget.md`)."""
+    def task_text(per_task: dict[str, Any], show) -> str:
+        return "; ".join(f"{t}: {'no data' if v is None else show(v)}" for t, v in per_task.items()) or "none"
+
+    def beats(v: dict[str, Any]) -> str:
+        return (f"{num(v['linear_refined'])} vs {num(v['linear_habit'])} (noise {num(v['noise'])}: "
+                f"{'yes' if v['met'] else 'no'})")
+
+    def quarter(v: dict[str, Any]) -> str:
+        runs = "never" if v["runs"] is None else f"{v['runs']:.3g} runs"
+        return f"{runs} vs at most {v['limit']:g} ({'yes' if v['met'] else 'no'})"
+
+    return [
+        (
+            f"{first}. **Budget: at B = {b['budget']} runs (pilot counted), `linear_refined` beats `linear_habit` "
+            f"beyond the noise on at least half of the held-out LLM/network tasks: "
+            f"{b['beats_habit']['status'].upper()}** — " + task_text(b["beats_habit"]["per_task"], beats) + "."
+        ),
+        (
+            f"{first + 1}. **Budget: on at least half of them `linear_refined` reaches linear's full-sweep optimum, "
+            f"within the noise, with at most a quarter of linear's runs: {b['quarter_of_linear']['status'].upper()}**"
+            " — " + task_text(b["quarter_of_linear"]["per_task"], quarter) + "."
+        ),
+    ]
+
+
+def budget_markdown(view: dict[str, Any], details: dict[str, Any]) -> str:
+    """`budget.md`: the targets, then per task each schedule's expected best at B = 1, 2, 4 runs and over its whole
+    grid, and the runs it needs to reach linear's full-sweep optimum within the noise."""
+    mode = "quick (tiny sizes: a smoke test, numbers mean nothing)" if details["quick"] else "full"
+    lines = [
+        "# Budget view: the eval loss a tuning budget buys",
+        "",
+        f"Command: `{details['command']}`; mode: {mode}.",
+        "",
+        (
+            "What a user who can afford B full-length runs gets from each schedule: the expected best eval loss (on "
+            "the tuning seeds) when B configurations are drawn from the schedule's search space uniformly without "
+            "replacement, computed exactly from every configuration the benchmark ran (order statistics over the "
+            "grid, `benchmarks/bench_budget.py`). Search spaces: `linear`, `cosine`, `warmup_stable_decay`, "
+            f"`schedule_free`: LR × warmup; `linear_habit`: linear at a {100 * HABIT_WARMUP:g} % warmup "
+            "(transformers' default), LR tuned; `linear_refined`: the 10 % pilot and the refined run at that same "
+            "warmup, LR tuned. Each LR `linear_refined` tries costs its pilot too (`hf-lrschedule pilot` runs one "
+            "pilot per command, at the command's LR), so B runs afford floor(B / 1.1) of its configurations: none "
+            "at B = 1 (—). *Noise*: the larger seeds' std of `linear`, `linear_habit` and `linear_refined` at their "
+            "best configurations. *Runs to reach linear*: the fewest runs (pilot counted) whose expected best is "
+            "within the noise of linear's full-sweep optimum (— : not even the whole grid). Curves against runs "
+            "and against compute: `budget_<task>.png`."
+        ),
+        "",
+        "## Targets on the held-out LLM/network tasks",
+        "",
+        f"Tasks: {', '.join(details['targets']['budget']['tasks']) or 'none in this run'}.",
+        "",
+        *_budget_target_lines(details["targets"]["budget"]),
+        "",
+        "## Per task",
+        "",
+        ("| task | family | schedule | " + " | ".join(f"B = {b}" for b in REPORT_BUDGETS)
+         + " | whole grid (configurations, runs) | runs to reach linear |"),
+        "|---|---|---|" + "---|" * len(REPORT_BUDGETS) + "---|---|",
+    ]
+    for task, entry in view.items():
+        for name, curve in entry["by_configurations"].items():
+            size, cost = entry["grid_sizes"][name], entry["cost_runs"][name]
+            at = [entry["at_budgets"][str(b)][name] for b in REPORT_BUDGETS]
+            reach = entry["runs_to_reach_linear_optimum"][name]
+            lines.append(
+                f"| {task} | {entry['family']} | {name} | " + " | ".join("—" if v is None else num(v) for v in at)
+                + f" | {num(curve[-1])} ({size}, {size * cost:.3g}) | {'—' if reach is None else f'{reach:.3g}'} |"
+            )
+    lines += ["", "Noise and linear's full-sweep optimum per task:", ""]
+    lines += [f"- {task} ({entry['split']}, T = {entry['steps']}, weight decay {entry['weight_decay']:g}): optimum "
+              f"{num(entry['linear_optimum'])}, noise {num(entry['noise'])}." for task, entry in view.items()]
+    return "\n".join(lines + [""])
 
 
 def _losers(summary: dict[str, Any]) -> list[str]:
@@ -270,6 +351,7 @@ def _files(pngs: list[str]) -> list[str]:
             "- `benchmark_details.json`: configuration, best LRs and grid scores, option study, targets, pilot "
             "cost, timings."
         ),
+        "- `budget.json`, `budget.md`, `budget_<task>.png`: the budget view (the eval loss B runs buy).",
         "- PNGs: " + ", ".join(f"`{p}`" for p in pngs) + ".",
         "",
     ]

@@ -1,4 +1,5 @@
-"""The benchmark's pictures: per task, eval-loss curves with the schedules used, and the library's refinement plot."""
+"""The benchmark's pictures: per task, eval-loss curves with the schedules used, the library's refinement plot, and
+the budget view (expected best eval loss against runs and against compute)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from bench_variants import MAIN_SCHEDULES, refine
 COLORS = {
     "cosine": "C2", "linear": "k", "warmup_stable_decay": "C4", "schedule_free": "C5", "linear_refined": "C0",
     "linear_refined_pilot_0.05": "C1", "linear_refined_pilot_0.1": "C3", "linear_refined_pilot_0.2": "C6",
+    "linear_habit": "C7",
 }
 
 
@@ -108,3 +110,50 @@ def plot_refined(task: str, rows: dict[str, Any], out: Path, *, norm: str, num_t
         )
         paths[problem] = name
     return paths
+
+
+def plot_budget(task: str, entry: dict[str, Any], out: Path) -> str:
+    """`budget_<task>.png`: each schedule's expected best eval loss after k configurations (left) and against the
+    compute they cost in full runs, pilot counted (right); linear's full-sweep optimum with the noise band."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import matplotlib.ticker
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
+    optimum, noise = entry["linear_optimum"], entry["noise"] or 0.0
+    plotted = []
+    for name, curve in entry["by_configurations"].items():
+        points = [(k, v) for k, v in enumerate(curve, start=1) if v is not None]
+        if not points:
+            continue
+        k, values = np.asarray(points, dtype=float).T
+        cost = entry["cost_runs"][name]
+        style = {"color": COLORS.get(name, "C8"), "marker": "o", "ms": 3, "lw": 1.4, "label": name}
+        axes[0].plot(k, values, **style)
+        axes[1].plot(k * cost, values, **style)
+        plotted.extend(values)
+    for axis, label in zip(axes, ("runs (configurations tried)", "compute (full runs; a pilot counts its fraction)")):
+        if optimum is not None:
+            axis.axhspan(optimum, optimum + noise, color="0.85", zorder=0)
+            axis.axhline(optimum, color="k", ls=":", lw=1.0)
+        axis.set_xscale("log", base=2)
+        axis.xaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
+        axis.set_xlabel(label)
+        axis.grid(alpha=0.3)
+    if plotted and optimum is not None:  # from just below the optimum's band to the worst point (a diverged LR aside)
+        margin = max(noise, 0.002 * abs(optimum), 1e-6)
+        top = min(max(plotted), optimum + 20 * margin)
+        axes[0].set_ylim(optimum - 2 * margin, top + margin)
+    axes[0].set_ylabel("expected best eval loss (tuning seeds)")
+    axes[0].set_title(f"{task}: best so far against runs", fontsize=9)
+    axes[1].set_title("against compute; grey: linear's full-sweep optimum + the noise", fontsize=9)
+    axes[0].legend(fontsize=7)
+    fig.tight_layout()
+    path = out / f"budget_{task}.png"
+    tmp = out / f".budget_{task}.tmp.png"
+    fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    os.replace(tmp, path)
+    return path.name

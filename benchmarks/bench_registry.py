@@ -1,6 +1,6 @@
 """The benchmark's tasks as data: one `BenchTask` entry per task. To add a task, add one `register_task` entry here.
 
-An entry says what the task is (its kind, optimizer family, group and a one-line description), how to build
+An entry says what the task is (its kind, optimizer family, domain, group and a one-line description), how to build
 its problem (a function of the task's configuration and a data-set key, usually one call into `bench_tasks`) and
 its sizes twice: `full` (the benchmark) and `quick` (the `--quick` smoke test). The sizes carry the LR grid, the
 seeds and tuning seeds, the number of steps, the model's settings and, for a task over several data sets, their
@@ -33,6 +33,8 @@ WSD_DECAY_FRACTION = 0.2
 
 Kind = Literal["loop", "lora"]
 Family = Literal["adam", "sgdm", "sgd"]
+#: What is trained: a language model, another network, or a convex problem (the budget view's "family").
+Domain = Literal["llm", "network", "convex"]
 
 
 @dataclass(frozen=True)
@@ -95,6 +97,8 @@ class BenchTask:
     problem: Callable[[dict[str, Any], str], Any]
     full: Sizes
     quick: Sizes
+    #: "llm", "network" or "convex" (the budget targets count the held-out llm and network tasks).
+    domain: Domain
     #: Short names for `--tasks` (several tasks may share one).
     aliases: tuple[str, ...] = ()
     #: Every schedule uses the LR that is best for `linear` (the grid is tuned for `linear` only, to save time).
@@ -146,6 +150,8 @@ def register_task(task: BenchTask) -> BenchTask:
         raise ValueError(f"task {task.name!r}: every task runs the linear baseline (the reference), got {task.baselines}")
     if task.family not in ("adam", "sgdm", "sgd"):
         raise ValueError(f"family must be 'adam', 'sgdm' or 'sgd', got {task.family!r}")
+    if task.domain not in ("llm", "network", "convex"):
+        raise ValueError(f"domain must be 'llm', 'network' or 'convex', got {task.domain!r}")
     if task.kind == "loop" and (task.full.num_evals is None or task.quick.num_evals is None):
         raise ValueError(f"loop task {task.name!r} needs num_evals in both sizes")
     TASKS[task.name] = task
@@ -201,7 +207,8 @@ def _logreg(cfg: dict[str, Any], key: str) -> bench_tasks.LoopProblem:
 
 
 register_task(BenchTask(
-    "shakespeare_llama", group=1, kind="loop", family="adam", aliases=("llama",), problem=_shakespeare_llama,
+    "shakespeare_llama", group=1, kind="loop", family="adam", domain="llm",
+    aliases=("llama",), problem=_shakespeare_llama,
     pilot_fractions=(0.1,),  # the other fractions cost 12 runs of 250 steps; measured on the cheaper tasks
     what="Llama {layers}L×{hidden} from scratch, bytes, batch {batch_size}×{seq_len}, AdamW, clip 1",
     full=Sizes(
@@ -217,7 +224,7 @@ register_task(BenchTask(
 ))
 
 register_task(BenchTask(
-    "smollm2_lora", group=2, kind="lora", family="adam", aliases=("lora",), problem=_smollm2_lora,
+    "smollm2_lora", group=2, kind="lora", family="adam", domain="llm", aliases=("lora",), problem=_smollm2_lora,
     share_linear_lr=True, baselines=("linear", "cosine"), pilot_fractions=(0.1,),
     what="SmolLM2-135M LoRA r={lora_r} (last {lora_last_layers} layers), batch {batch_size}×{block_size} tokens, "
     "AdamW, clip 1",
@@ -236,7 +243,8 @@ register_task(BenchTask(
 ))
 
 register_task(BenchTask(
-    "fashion_mnist_sgdm", group=3, kind="loop", family="sgdm", aliases=("fmnist",), problem=_fashion_mnist,
+    "fashion_mnist_sgdm", group=3, kind="loop", family="sgdm", domain="network",
+    aliases=("fmnist",), problem=_fashion_mnist,
     what="MLP 784-{hidden}-10, batch {batch_size}, SGD momentum 0.9",
     full=Sizes(
         steps=1000, lrs=(0.025, 0.05, 0.1, 0.2, 0.4), seeds=(0, 1, 2), tune_seeds=(0,), num_evals=10,
@@ -249,7 +257,8 @@ register_task(BenchTask(
 ))
 
 register_task(BenchTask(
-    "fashion_mnist_adam", group=3, kind="loop", family="adam", aliases=("fmnist",), problem=_fashion_mnist,
+    "fashion_mnist_adam", group=3, kind="loop", family="adam", domain="network",
+    aliases=("fmnist",), problem=_fashion_mnist,
     what="MLP 784-{hidden}-10, batch {batch_size}, Adam",
     full=Sizes(
         steps=1000, lrs=(1e-3, 2e-3, 4e-3, 8e-3, 1.6e-2), seeds=(0, 1, 2), tune_seeds=(0,), num_evals=10,
@@ -262,7 +271,7 @@ register_task(BenchTask(
 ))
 
 register_task(BenchTask(
-    "logreg_sgd", group=4, kind="loop", family="sgd", aliases=("logreg",), problem=_logreg,
+    "logreg_sgd", group=4, kind="loop", family="sgd", domain="convex", aliases=("logreg",), problem=_logreg,
     what="softmax regression, ℓ2 {l2:g}, batch {batch_size}, plain SGD",
     full=Sizes(
         steps=1000, lrs=(0.05, 0.1, 0.2, 0.4, 0.8), seeds=(0, 1, 2), tune_seeds=(0,), num_evals=10, est_step_s=0.0005,
@@ -277,7 +286,7 @@ register_task(BenchTask(
 _PLAIN_LRS = (0.05, 0.1, 0.2, 0.4, 0.8, 1.6, 3.2)
 
 register_task(BenchTask(
-    "logreg_plain", group=5, kind="loop", family="sgd", aliases=("logreg",), problem=_logreg,
+    "logreg_plain", group=5, kind="loop", family="sgd", domain="convex", aliases=("logreg",), problem=_logreg,
     baselines=("linear", "cosine"), pilot_fractions=(0.1,),
     what="softmax regression, no regularisation, batch {batch_size}, plain SGD",
     full=Sizes(
@@ -298,7 +307,7 @@ register_task(BenchTask(
 
 for _name in ("credit", "wa_churn", "hpc", "weekly"):
     register_task(BenchTask(
-        f"logreg_{_name}", group=10, kind="loop", family="sgd", aliases=("heldout", "logreg_heldout"),
+        f"logreg_{_name}", group=10, kind="loop", family="sgd", domain="convex", aliases=("heldout", "logreg_heldout"),
         problem=_logreg, split="heldout", baselines=("linear", "cosine"), pilot_fractions=(0.1,),
         what=f"softmax regression on {_name}, no regularisation, batch {{batch_size}}, plain SGD",
         full=Sizes(
@@ -321,7 +330,8 @@ def _kjv_llama(cfg: dict[str, Any], key: str) -> bench_tasks.LoopProblem:
 
 
 register_task(BenchTask(
-    "fashion_mnist_cnn", group=11, kind="loop", family="adam", aliases=("heldout", "cnn"), problem=_fashion_cnn,
+    "fashion_mnist_cnn", group=11, kind="loop", family="adam", domain="network",
+    aliases=("heldout", "cnn"), problem=_fashion_cnn,
     split="heldout", baselines=("linear", "cosine"), pilot_fractions=(0.1,),
     what="CNN (2 conv {channels}/{channels2} ch + linear), batch {batch_size}, Adam",
     full=Sizes(
@@ -336,7 +346,7 @@ register_task(BenchTask(
 ))
 
 register_task(BenchTask(
-    "kjv_llama", group=12, kind="loop", family="adam", aliases=("heldout", "kjv"), problem=_kjv_llama,
+    "kjv_llama", group=12, kind="loop", family="adam", domain="llm", aliases=("heldout", "kjv"), problem=_kjv_llama,
     split="heldout", baselines=("linear", "cosine"), pilot_fractions=(0.1,),
     what="Llama {layers}L×{hidden} from scratch on the King James Bible, bytes, batch {batch_size}×{seq_len}, AdamW, "
     "clip 1",

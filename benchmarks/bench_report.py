@@ -1,7 +1,8 @@
-"""From finished cells to the results: per-task summaries, the option study, the targets, and the three files.
+"""From finished cells to the results: per-task summaries, the option study, the targets, and the files.
 
 `benchmark.json` (the results contract), `benchmark_details.json` (everything behind it) and `benchmark.md` (the
-tables, written by `bench_markdown` from the summaries and the details alone).
+tables, written by `bench_markdown` from the summaries and the details alone); the budget view (`bench_budget`):
+`budget.json` (its contract), `budget.md` and `budget_<task>.png`.
 """
 
 from __future__ import annotations
@@ -14,7 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from bench_markdown import markdown
+from bench_budget import budget_targets, budget_view
+from bench_markdown import budget_markdown, markdown
+from bench_plots import plot_budget
 from bench_runner import TaskRunner, clean_json, write_json
 from bench_variants import MAIN_SCHEDULES, OPTION_GRID, PILOT_FRACTIONS, is_default, option_name, pilot_variant
 
@@ -124,6 +127,7 @@ def task_summary(runner: TaskRunner, rows: dict[str, Any], prefix_check: dict[st
             "compare": {v: compare(e, p_sched["linear"]) for v, e in p_sched.items()},
             "best_lr": {v: prow[v]["lr"] for v in variants},
             "grid_scores": {v: prow[v]["grid_scores"] for v in variants},
+            "configs": {v: prow[v]["configs"] for v in variants},  # every tuned configuration (the budget view)
             "peak_fraction": {
                 v: [c.get("peak_fraction") for c in prow[v]["cells"]] for v in variants if "refined" in v
             },
@@ -144,6 +148,7 @@ def task_summary(runner: TaskRunner, rows: dict[str, Any], prefix_check: dict[st
     return {
         "group": cfg["group"],
         "family": cfg["family"],
+        "domain": runner.task.domain,
         "kind": cfg["kind"],
         "what": runner.task.describe(runner.quick),
         "config": dict(cfg),
@@ -297,6 +302,9 @@ def write_results(out: Path, summary: dict[str, Any], run: dict[str, Any], defau
         task: {name: info["schedules"][name] for name in MAIN_SCHEDULES if name in info["schedules"]}
         for task, info in summary.items()
     }
+    budget = clean_json(budget_view(summary))
+    for task, entry in budget.items():
+        plot_budget(task, entry, out)
     details = {
         "command": run["command"],
         "quick": run["quick"],
@@ -306,7 +314,7 @@ def write_results(out: Path, summary: dict[str, Any], run: dict[str, Any], defau
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs",
         "versions": versions(),
         "library_defaults": defaults,
-        "targets": targets(summary),
+        "targets": {**targets(summary), "budget": budget_targets(budget)},
         "option_study": option_study(summary, defaults),
         "refine_timings": refine_timings(run["quick"]),
         "pngs": sorted(p.name for p in out.glob("*.png")),
@@ -317,3 +325,5 @@ def write_results(out: Path, summary: dict[str, Any], run: dict[str, Any], defau
     details["wall_s"] = time.perf_counter() - run["start"]
     atomic_write_text(out / "benchmark.md", markdown(summary, details))
     write_json(out / "benchmark_details.json", details)
+    write_json(out / "budget.json", budget)
+    atomic_write_text(out / "budget.md", budget_markdown(budget, details))

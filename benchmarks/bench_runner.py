@@ -19,7 +19,10 @@ import bench_tasks
 import numpy as np
 from bench_registry import BenchTask
 from bench_variants import (
+    HABIT_WARMUP,
+    LINEAR_HABIT,
     is_baseline,
+    is_habit_pilot,
     option_kwargs,
     option_variants,
     pilot_fraction,
@@ -167,10 +170,11 @@ class TaskRunner:
         return next((o for o in self.options if o["name"] == variant), None)
 
     def shares_lr(self, variant: str) -> bool:
-        """Runs at one LR chosen for another schedule: the LoRA task (linear's) and the option study (refined's)."""
+        """Runs at one LR chosen for another schedule: the LoRA task (linear's) and the option study (refined's).
+        The budget view's variants tune their own LR everywhere: their LR grid is what the budget view counts."""
         if self.option(variant) is not None:
             return True
-        return self.cfg["share_linear_lr"] and variant != "linear"
+        return self.cfg["share_linear_lr"] and variant not in ("linear", LINEAR_HABIT) and not is_habit_pilot(variant)
 
     def grid(self, variant: str) -> list[float]:
         if self.option(variant) is not None:
@@ -180,7 +184,14 @@ class TaskRunner:
         return list(self.cfg["lrs"])
 
     def warmups(self, variant: str) -> list[float | None]:
+        if variant == LINEAR_HABIT:
+            return [HABIT_WARMUP]
         return list(self.cfg["warmups"]) if is_baseline(variant) else [None]
+
+    @staticmethod
+    def cell_variant(variant: str) -> str:
+        """The variant whose cells a variant's runs are: `linear_habit` is `linear` at one warmup (the same runs)."""
+        return "linear" if variant == LINEAR_HABIT else variant
 
     def warmup_steps(self, fraction: float | None) -> int:
         return 0 if fraction is None else round(fraction * self.T)
@@ -197,11 +208,12 @@ class TaskRunner:
         return self.best_lr[(problem, "linear")], (w or None)
 
     def runs_flag_flip(self, variant: str) -> bool:
-        return not is_baseline(variant) and self.option(variant) is None
+        budget_only = variant == LINEAR_HABIT or is_habit_pilot(variant)  # their warmup is the habit, not linear's
+        return not is_baseline(variant) and self.option(variant) is None and not budget_only
 
     def weight(self, variant: str) -> float:
         """A cell's share of the ETA: a LoRA pilot cell also runs its pilot."""
-        if self.cfg["kind"] == "lora" and variant.startswith("linear_refined_pilot_"):
+        if self.cfg["kind"] == "lora" and (variant.startswith("linear_refined_pilot_") or is_habit_pilot(variant)):
             return 1.0 + pilot_fraction(variant)
         return 1.0
 
@@ -214,6 +226,8 @@ class TaskRunner:
             grid = 1 if self.shares_lr(variant) else len(self.cfg["lrs"])
             grid *= len(self.warmups(variant))
             count = grid * len(tune) + len(seeds) - len(tune) if grid > 1 else len(seeds)
+            if variant == LINEAR_HABIT and HABIT_WARMUP in self.cfg["warmups"]:
+                count = len(seeds) - len(tune)  # its tuning cells are linear's
             if self.runs_flag_flip(variant):
                 count += len(seeds)  # at linear's best LR and warmup
             total += count * self.weight(variant)
@@ -234,6 +248,7 @@ class TaskRunner:
     def cell(
         self, problem: str, variant: str, lr: float, seed: int, warmup: float | None = None, count: bool = True
     ) -> dict[str, Any]:
+        variant = self.cell_variant(variant)
         path = self.cell_path(problem, variant, lr, seed, warmup)
         spec, meta, extra = self.spec(problem, variant, lr, seed, warmup)
         cached = self.load(path, meta)
@@ -249,7 +264,7 @@ class TaskRunner:
         result = self.execute(problem, spec, lr, seed, extra)
         seconds = time.perf_counter() - start
         if result.get("pilot_grad_norms_l2"):  # the real pilot (Trainer) against the linear run's first updates
-            w = self.linear_warmup(problem)
+            w = meta.get("pilot_warmup", self.linear_warmup(problem))
             linear_meta = {"variant": "linear", "lr": lr, "seed": seed, "warmup": w}
             linear = self.load(self.cell_path(problem, "linear", lr, seed, w), linear_meta)
             if linear is not None:
@@ -261,11 +276,11 @@ class TaskRunner:
         self.progress.end(self.name, seconds, cell, self.weight(variant))
         return cell
 
-    def prefix_cell(self, problem: str, lr: float, seed: int) -> dict[str, Any]:
-        """The first ceil(max f * T) updates of the tuned-warmup linear run (a pilot) when the full run is not
-        needed."""
+    def prefix_cell(self, problem: str, lr: float, seed: int, warmup: float | None = None) -> dict[str, Any]:
+        """The first ceil(max f * T) updates of the linear run (a pilot) at `warmup` (default: linear's tuned one)
+        when the full run is not needed."""
         n = math.ceil(max(self.cfg["pilot_fractions"] or [0.2]) * self.T)
-        w = self.linear_warmup(problem)
+        w = self.linear_warmup(problem) if warmup is None else warmup
         return self.auxiliary_cell(
             self.cell_path(problem, "_linear_prefix", lr, seed, w),
             {"variant": "_linear_prefix", "lr": lr, "seed": seed, "steps": n, "warmup": w},
@@ -289,14 +304,17 @@ class TaskRunner:
         print(f"[bench]   done in {seconds:.1f}s", flush=True)
         return cell
 
-    def linear_norms(self, problem: str, lr: float, seed: int, steps: int) -> dict[str, list[float]]:
-        """Norms of the first `steps` updates of the linear run at (lr, seed): from the full run if it exists."""
-        w = self.linear_warmup(problem)
+    def linear_norms(
+        self, problem: str, lr: float, seed: int, steps: int, warmup: float | None = None
+    ) -> dict[str, list[float]]:
+        """Norms of the first `steps` updates of the linear run at (lr, seed, warmup; default: linear's tuned
+        warmup): from the full run if it exists."""
+        w = self.linear_warmup(problem) if warmup is None else warmup
         path = self.cell_path(problem, "linear", lr, seed, w)
         full_meta = self.spec(problem, "linear", lr, seed, w)[1]
         cell = self.load(path, full_meta) if path.is_file() else None
         if cell is None:
-            cell = self.prefix_cell(problem, lr, seed)
+            cell = self.prefix_cell(problem, lr, seed, w)
         l1 = cell.get("grad_norms_l1")
         source = "linear run" if cell["meta"]["variant"] == "linear" else "prefix run"
         return {"l2": cell["grad_norms_l2"][:steps], "l1": l1[:steps] if l1 else None, "source": source}
@@ -323,19 +341,24 @@ class TaskRunner:
         from hf_lrschedule.pilot.runner import pilot_profile
 
         lora = self.cfg["kind"] == "lora"
-        if variant.startswith("linear_refined_pilot_"):
-            fraction, w = pilot_fraction(variant), self.linear_warmup(problem)
+        if variant.startswith("linear_refined_pilot_") or is_habit_pilot(variant):
+            habit = is_habit_pilot(variant)
+            fraction = pilot_fraction(variant)
+            w = HABIT_WARMUP if habit else self.linear_warmup(problem)
             # `mapping` stays in the cache key (always "extend", the pilot's only mapping): cached cells keep matching
             meta.update(pilot_fraction=fraction, refine=dict(self.defaults), mapping="extend", pilot_warmup=w)
-            if lora:  # the pilot phase runs linear with the tuned warmup; the refined run starts at its table
-                return {"kind": "pilot"}, meta, {"pilot_fraction": fraction, "warmup_steps": self.warmup_steps(w)}
+            # The habit pilot is the product at the user's warmup: kept as a ramp before the table in the refined run.
+            # The main pilot rows (pre-registered) start the refined run at its table.
+            ramp = {"refined_warmup_steps": self.warmup_steps(w)} if habit and w else {}
+            if lora:  # the pilot phase runs linear with the warmup w
+                return {"kind": "pilot"}, meta, {"pilot_fraction": fraction, "warmup_steps": self.warmup_steps(w), **ramp}
             n = math.ceil(fraction * self.T)
-            norms = self.linear_norms(problem, lr, seed, n)  # the first n updates of the real run (linear over T)
+            norms = self.linear_norms(problem, lr, seed, n, w)  # the first n updates of the real run (linear over T)
             values = np.asarray(norms[self.defaults["norm"]], dtype=float)
             profile, positions = pilot_profile(values, np.arange(1, n + 1), self.T)
             details = refine(profile, self.T, positions=positions)
             record = {"peak_fraction": details.peak_fraction, "pilot_steps": n, "pilot_source": norms["source"]}
-            return {"kind": "table", "table": details.multipliers.tolist()}, meta, {"record": record}
+            return {"kind": "table", "table": details.multipliers.tolist()}, meta, {"record": record, **ramp}
         # refined from the complete linear run at linear's best LR and warmup, same seed
         source_lr, source_w = self.best_lr[(problem, "linear")], self.linear_warmup(problem)
         option = self.option(variant)
@@ -444,6 +467,27 @@ class TaskRunner:
                 "max_rel_diff": float(np.max(np.abs(a - b) / b)),
                 "prefix_train_s": prefix.get("train_s"), "full_wall_s": full.get("wall_s")}
 
+    def config_record(
+        self, variant: str, lr: float, warmup: float | None, cells: list[dict | None], eval_loss: float | None
+    ) -> dict[str, Any]:
+        """One tuned configuration as the budget view reads it: its tuning seeds' eval loss (mean; None when a seed
+        diverged or is missing) and its cost in optimizer steps, a pilot's included (a pilot's steps are the first
+        updates of a linear run: the benchmark reuses them, a user runs them)."""
+        pilot = variant.startswith("linear_refined_pilot_") or is_habit_pilot(variant)
+        pilot_steps = math.ceil(pilot_fraction(variant) * self.T) if pilot else 0
+        seconds = [c.get("seconds") for c in cells if c]
+        return {
+            "lr": lr,
+            "warmup": warmup,
+            "eval_loss": eval_loss,
+            "tune_seeds": [
+                {"seed": s, "eval_loss": c.get("eval_loss") if c else None} for s, c in zip(self.cfg["tune_seeds"], cells)
+            ],
+            "steps": self.T + pilot_steps,
+            "pilot_steps": pilot_steps,
+            "seconds": float(np.mean(seconds)) if seconds and None not in seconds else None,
+        }
+
     def results(self) -> dict[str, Any]:
         """Per problem and variant: best LR, per-seed eval losses, curves and schedules (for the report)."""
         out: dict[str, Any] = {}
@@ -454,22 +498,25 @@ class TaskRunner:
                 lr, w = self.best_lr[(problem, variant)], self.best_warmup[(problem, variant)]
                 cells = [self.cell(problem, variant, lr, s, w, count=False) for s in self.cfg["seeds"]]
                 grid = self.lr_grid[(problem, variant)]
-                grid_scores = {}
+                grid_scores, configs = {}, []
+                source = self.cell_variant(variant)
                 for g in grid:
                     for v in self.warmups(variant):
                         values = [
-                            self.load(self.cell_path(problem, variant, g, s, v), self.spec(problem, variant, g, s, v)[1])
+                            self.load(self.cell_path(problem, source, g, s, v), self.spec(problem, source, g, s, v)[1])
                             for s in self.cfg["tune_seeds"]
                         ]
                         losses = [c.get("eval_loss") if c else None for c in values]
                         key = f"{g:g}" if v is None else f"{g:g}@w{v:g}"
                         grid_scores[key] = float(np.mean(losses)) if all(x is not None for x in losses) else None
+                        configs.append(self.config_record(variant, g, v, values, grid_scores[key]))
                 row = {
                     "lr": lr,
                     "warmup_fraction": w,
                     "lr_grid": grid,
                     "lr_at_grid_edge": len(grid) > 1 and lr in (min(grid), max(grid)),
                     "grid_scores": grid_scores,
+                    "configs": configs,
                     "seeds": [{"seed": s, "eval_loss": c.get("eval_loss")} for s, c in zip(self.cfg["seeds"], cells)],
                     "cells": cells,
                 }

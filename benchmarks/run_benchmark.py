@@ -21,19 +21,29 @@ Refined schedules (library defaults unless noted; no extra warmup: the table sta
                               ramp before the table: what a user who only flips the flag gets;
   option study (dev tasks)    guard none / floor R=2 with tolerance 1, 1.5, 2 (bench_variants.OPTION_GRID).
 
+The budget view (bench_budget.py) adds two variants, both with the LR tuned on the grid at the habitual warmup
+(bench_variants.HABIT_WARMUP, 0): `linear_habit` (linear's own cells at that warmup) and
+`linear_refined_habit_pilot_0.1` (the 10 % pilot at that warmup and the cell's LR, then the refined run: the
+product as a user who never tuned a warmup runs it).
+
 Outputs (under --out, default results/; results/quick/ with --quick):
   benchmark.json          {task: {schedule: {"eval_loss_mean", "eval_loss_std", "seeds": [{"seed", "eval_loss"}]}}}
                           for every schedule; eval_loss_std is the sample std (ddof=1) over seeds; a diverged seed
                           has eval_loss null (and the mean is null).
   benchmark_details.json  configuration, best LRs, per-data-set numbers, the option study, pilot cost, timings.
   benchmark.md            the tables, the targets on the held-out tasks (met / missed) and the option study.
+  budget.json             {task: {"split", "family", "steps", "weight_decay", "noise", "budgets", "curves":
+                          {schedule: [expected best eval loss per budget of B runs]}, ...}}: the budget view.
+  budget.md               the budget targets and, per task, each schedule at B = 1, 2, 4 runs and its whole grid.
+  budget_<task>.png       expected best eval loss against runs and against compute (a pilot counts its fraction).
   <task>.png              eval-loss curves and the LR schedules actually used; <task>_refined.png: the norms and the
                           refined schedule (library plot).
   cells/                  one JSON per finished run (written atomically): an interrupted benchmark resumes there.
 
 The code: the tasks are entries in bench_registry.py (add a task there), their data, models and training loops are
 in bench_tasks.py, the schedules and refinement options in bench_variants.py, the cells, cache and progress in
-bench_runner.py, the results in bench_report.py, the markdown in bench_markdown.py and the PNGs in bench_plots.py.
+bench_runner.py, the results in bench_report.py, the budget view in bench_budget.py, the markdown in
+bench_markdown.py and the PNGs in bench_plots.py.
 """
 
 from __future__ import annotations

@@ -28,6 +28,9 @@ DEV = ["shakespeare_llama", "smollm2_lora", "fashion_mnist_sgdm", "fashion_mnist
 HELDOUT = ["logreg_credit", "logreg_wa_churn", "logreg_hpc", "logreg_weekly", "fashion_mnist_cnn", "kjv_llama"]
 TASKS = DEV + HELDOUT
 BASELINES = {"linear", "cosine", "warmup_stable_decay", "schedule_free"}
+BUDGET_SCHEDULES = ["linear", "linear_habit", "cosine", "warmup_stable_decay", "schedule_free", "linear_refined"]
+FAMILY = {"shakespeare_llama": "llm", "smollm2_lora": "llm", "kjv_llama": "llm", "fashion_mnist_sgdm": "network",
+          "fashion_mnist_adam": "network", "fashion_mnist_cnn": "network"}
 
 
 @pytest.fixture(scope="module")
@@ -102,19 +105,65 @@ def test_quick_benchmark_contract_report_and_resume(tmp_path, data_available):
         assert any(out.glob(f"{task}*_refined.png"))
     details = json.loads((out / "benchmark_details.json").read_text())
     assert set(details["refine_timings"]) == {"10000", "100000", "1000000"}
-    assert set(details["targets"]) == {"tasks", "hard", "moonshot_better", "moonshot_flag_flip"}
+    assert set(details["targets"]) == {"tasks", "hard", "moonshot_better", "moonshot_flag_flip", "budget"}
     assert details["targets"]["tasks"] == HELDOUT
     assert details["option_study"]["rows"] and set(details["option_study"]["tasks"]) <= set(DEV)
     pilot = details["tasks"]["smollm2_lora"]["problems"]["main"]
     assert pilot["best_lr"]["linear_refined_pilot_0.1"] == pilot["best_lr"]["linear"]  # LoRA shares linear's LR
     # the pilot of the Trainer task (run_pilot) runs exactly the first updates of the linear run
     lora_cells = list((out / "cells").glob("smollm2_lora-*/main/linear_refined_pilot_0.1/*.json"))
+    lora_cells += list((out / "cells").glob("smollm2_lora-*/main/linear_refined_habit_pilot_0.1/*.json"))  # at w 0
     assert lora_cells and all(json.loads(p.read_text())["pilot_vs_linear_prefix_max_rel_diff"] < 1e-3 for p in lora_cells)
     for task in ("shakespeare_llama", "fashion_mnist_sgdm", "logreg_sgd"):
         assert details["tasks"][task]["pilot_prefix_check"]["max_rel_diff"] < 1e-3
+
+    budget = check_budget(out, results, details)
 
     # resume: a second run finds every cell cached, reruns nothing and writes the same results
     proc, second = run_quick(out)
     assert "[bench]   done in" not in proc.stdout  # no cell was trained again
     assert json.loads((out / "benchmark.json").read_text()) == results
+    assert json.loads((out / "budget.json").read_text()) == budget
     assert second < first
+
+
+def check_budget(out: Path, results: dict, details: dict) -> dict:
+    """budget.json's contract, its values against the configurations in the details, budget.md and the PNGs."""
+    budget = json.loads((out / "budget.json").read_text())
+    assert list(budget) == TASKS
+    for task, entry in budget.items():
+        assert list(entry)[:7] == ["split", "family", "steps", "weight_decay", "noise", "budgets", "curves"], task
+        info = details["tasks"][task]
+        assert entry["split"] == ("heldout" if task in HELDOUT else "dev")
+        assert entry["family"] == FAMILY.get(task, "convex") and entry["steps"] == info["config"]["steps"]
+        assert entry["weight_decay"] == 0.0  # every task's optimizer runs without weight decay
+        # every schedule of the task (linear_habit and linear_refined everywhere), in the contract's order
+        ran = [s for s in BUDGET_SCHEDULES if s in ("linear_habit", "linear_refined") or s in results[task]]
+        assert list(entry["curves"]) == ran, task
+        budgets = entry["budgets"]
+        assert budgets[0] == 1 and budgets == sorted(set(budgets))
+        assert all(b == 2**i for i, b in enumerate(budgets[:-1]))
+        for name, curve in entry["curves"].items():
+            assert len(curve) == len(budgets), (task, name)
+        # the whole grid at the last budget: each schedule's best configuration (mean over the data sets)
+        for name, variant in (("linear", "linear"), ("linear_refined", "linear_refined_habit_pilot_0.1")):
+            problems = info["problems"].values()
+            best = sum(min(c["eval_loss"] for c in p["configs"][variant]) for p in problems) / len(problems)
+            assert entry["curves"][name][-1] == pytest.approx(best, rel=1e-5), (task, name)
+        # one run does not pay for a pilot and its run
+        assert entry["curves"]["linear_refined"][0] is None and entry["curves"]["linear"][0] is not None
+        # the noise: the largest seeds' std of linear, linear_habit, linear_refined at their best configurations
+        stds = [info["schedules"][v]["eval_loss_std"] for v in ("linear", "linear_habit",
+                                                                 "linear_refined_habit_pilot_0.1")]
+        assert entry["noise"] == pytest.approx(max(stds), rel=1e-5, abs=1e-9), task
+        assert (out / f"budget_{task}.png").stat().st_size > 0
+    targets = details["targets"]["budget"]
+    assert targets["tasks"] == ["fashion_mnist_cnn", "kjv_llama"]
+    for name in ("beats_habit", "quarter_of_linear"):
+        assert targets[name]["status"] in ("met", "missed") and set(targets[name]["per_task"]) == set(targets["tasks"])
+    report = (out / "budget.md").read_text()
+    assert "## Targets on the held-out LLM/network tasks" in report and "B = 4" in report
+    assert sum(report.count(word) for word in ("MET", "MISSED", "NOT EVALUATED")) == 2
+    for task in TASKS:
+        assert f"| {task} | {FAMILY.get(task, 'convex')} | linear_refined |" in report
+    return budget

@@ -1,4 +1,4 @@
-"""The README's main job: LoRA fine-tuning of SmolLM2-135M on Shakespeare, refined vs linear, on a CPU.
+"""LoRA fine-tuning of SmolLM2-135M on Shakespeare, refined vs linear, on a CPU (the main job before it became pretraining).
 
 One process, so the model is converted and the text tokenized once:
 
@@ -10,8 +10,8 @@ One process, so the model is converted and the text tokenized once:
 The same recipe runs as separate commands, as a user would run it:
 `hf-lrschedule pilot --fraction 0.2 -- python scripts/finetune_lora.py --config recipes/lora_smollm2_cpu.yaml`.
 
-    python scripts/main_job.py                  # about 3 minutes on a 2-core CPU
-    python scripts/main_job.py --max_steps 40   # a quicker look
+    python scripts/lora_job.py                  # about 3 minutes on a 2-core CPU
+    python scripts/lora_job.py --max_steps 40   # a quicker look
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ def main() -> int:
     parser.add_argument("--config", default="recipes/lora_smollm2_cpu.yaml")
     parser.add_argument("--max_steps", type=int, default=60)
     parser.add_argument("--fraction", type=float, default=0.2)
-    parser.add_argument("--out", default="runs/main_job")
+    parser.add_argument("--out", default="runs/lora_job")
     args = parser.parse_args()
     start = time.perf_counter()
     out = ROOT / args.out
@@ -53,7 +53,7 @@ def main() -> int:
     from hf_lrschedule.pilot.protocol import PLOT_FILE
     from hf_lrschedule.refine import describe_schedule
 
-    print("[main job] preparing the corpus and the model (cached after the first run)", flush=True)
+    print("[lora job] preparing the corpus and the model (cached after the first run)", flush=True)
     prepare_text_corpus("shakespeare")
     prepare_smollm2()
     recipe, base_args = TrlParser((RecipeArguments, TrainingArguments)).parse_args_and_config(
@@ -64,7 +64,7 @@ def main() -> int:
 
     rows, pilot = {}, {}
     for number, name in enumerate(("linear_refined", "linear"), start=1):
-        print(f"\n[main job] {number}/2: {'pilot + refined full run' if name != 'linear' else 'linear-decay baseline'}",
+        print(f"\n[lora job] {number}/2: {'pilot + refined full run' if name != 'linear' else 'linear-decay baseline'}",
               flush=True)
         model = copy.deepcopy(pretrained)  # get_peft_model injects the adapters in place
         training_args = TrainingArguments(**{**base_args.to_dict(), "output_dir": str(out / name),
@@ -81,7 +81,7 @@ def main() -> int:
         rows[name] = train_and_evaluate(trainer)
 
     base = rows["linear"]["eval_loss"]
-    print(f"\n[main job] done in {time.perf_counter() - start:.0f} s. SmolLM2-135M + LoRA, Shakespeare, "
+    print(f"\n[lora job] done in {time.perf_counter() - start:.0f} s. SmolLM2-135M + LoRA, Shakespeare, "
           f"{args.max_steps} steps:")
     print(f"{'schedule':<16}{'eval loss':>10}{'vs linear':>11}")
     for name, metrics in rows.items():

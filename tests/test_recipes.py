@@ -79,7 +79,19 @@ def test_pretrain_trainer_recipe(tmp_path):
 
 @pytest.mark.slow
 def test_main_job_short(tmp_path):
-    proc = run([PYTHON, SCRIPTS / "main_job.py", "--max_steps", "12", "--fraction", "0.9", "--out", tmp_path / "main"], timeout=1200)
+    proc = run([PYTHON, SCRIPTS / "main_job.py", "--max_steps", "100", "--out", tmp_path / "main"], timeout=1200)
+    assert "budget users spend" in proc.stdout and "seeds' spread" in proc.stdout
+    summary = json.loads((tmp_path / "main" / "summary.json").read_text())
+    assert set(summary["eval_loss"]) == {"linear_refined + 10% pilot", "linear, no warmup (habit)",
+                                         "linear, 20% warmup (tuned)"}
+    assert all(len(by_seed) == 2 for by_seed in summary["eval_loss"].values())
+    for pilot in summary["pilots"].values():  # the pilot's schedule is the one the refined run used
+        assert Path(pilot["schedule"]).is_file() and 0 <= pilot["peak_fraction"] < 1
+
+
+@pytest.mark.network
+def test_lora_job_short(tmp_path):
+    proc = run([PYTHON, SCRIPTS / "lora_job.py", "--max_steps", "12", "--fraction", "0.9", "--out", tmp_path / "main"], timeout=1200)
     assert "linear_refined" in proc.stdout and "vs linear" in proc.stdout
     summary = json.loads((tmp_path / "main" / "summary.json").read_text())
     assert set(summary["eval_loss"]) == {"linear", "linear_refined"}

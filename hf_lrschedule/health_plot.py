@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from .health import NORM_SMOOTHING, Curve, Diagnosis, _curve, _smooth
+from .plotting import save_figure
 
 #: Colours of the verdicts in the picture.
 VERDICT_COLOURS = {"watch": "tab:orange", "act": "tab:red"}
@@ -76,14 +77,10 @@ def plot_health(
     bottom.set_xlabel("optimizer step")
     fig.suptitle(textwrap.fill(title or diagnosis.source, 110), fontsize=8)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.png")
     try:
-        fig.savefig(tmp, dpi=110)
-        os.replace(tmp, path)
+        save_figure(fig, path)
     finally:
         plt.close(fig)
-        tmp.unlink(missing_ok=True)
     return path
 
 

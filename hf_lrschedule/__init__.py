@@ -16,6 +16,7 @@ from ._version import __version__ as __version__
 from .config import RefinedScheduleConfig
 from .errors import GradNormSourceError, OptionConflictError, PilotError, RefinementWarning
 from .formats import load_schedule
+from .health import diagnose
 from .options import RefineOptions
 from .pilot.options import PilotOptions
 from .readers import load_grad_norms
@@ -25,6 +26,7 @@ from .schedules import linear_decay
 
 if TYPE_CHECKING:
     from .integrations.accelerate import RefinedRun
+    from .integrations.health import HealthCallback
     from .integrations.reporting import ScheduleReportCallback
     from .integrations.trainer_callback import GradNormRecorderCallback
     from .integrations.transformers import get_linear_refined_schedule, register
@@ -38,6 +40,7 @@ _LAZY = {
     "RefinedRun": "integrations.accelerate",
     "run_pilot": "pilot.trainer",
     "ScheduleReportCallback": "integrations.reporting",
+    "HealthCallback": "integrations.health",
 }
 
 # The public API (docs/api.md), one name per job. Building blocks (the schedule functions, the accelerate helpers
@@ -46,6 +49,7 @@ __all__ = [
     "GradNormRecorder",
     "GradNormRecorderCallback",
     "GradNormSourceError",
+    "HealthCallback",
     "OptionConflictError",
     "PilotError",
     "PilotOptions",
@@ -54,6 +58,7 @@ __all__ = [
     "RefinedScheduleConfig",
     "RefinementWarning",
     "ScheduleReportCallback",
+    "diagnose",
     "get_linear_refined_schedule",
     "linear_decay",
     "load_grad_norms",

@@ -7,7 +7,7 @@ import importlib
 
 import pytest
 
-MODULES = ["hf_lrschedule.options", "hf_lrschedule.refine", "hf_lrschedule.schedules", "hf_lrschedule.config"]
+MODULES = ["hf_lrschedule.options", "hf_lrschedule.refine", "hf_lrschedule.schedules", "hf_lrschedule.config", "hf_lrschedule.health"]
 
 
 @pytest.mark.parametrize("name", MODULES)

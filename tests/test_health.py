@@ -108,6 +108,18 @@ def test_end_of_run_checks():
     assert end_sign((STEPS, HEALTHY_LOSS)).verdict == "ok"
 
 
+def test_a_loss_that_barely_moves_is_watch():
+    flat = 3.0 - 1e-4 * STEPS + 0.1 * (-1.0) ** STEPS  # falls 0.038 over the run, under batch noise of +-0.1
+    progress = end_sign((STEPS, flat)).check("progress")
+    # by hand: fall of the trend between the first and last 5 % bins (380 steps apart) over the noise of the first
+    # differences (|diff| ~ 0.2: MAD x 1.4826 / sqrt 2)
+    assert progress.verdict == "watch" and progress.value == pytest.approx(0.038 / (1.4826 * 0.2 / math.sqrt(2)), rel=0.05)
+    assert progress.steps == [1, 400]
+    assert end_sign((STEPS, HEALTHY_LOSS)).check("progress").verdict == "ok"
+    advice = diagnose(loss=(STEPS, flat)).recommendations
+    assert any(text.startswith("The loss barely moved over the run") for text in advice)
+
+
 def test_missing_series_are_not_measured():
     diagnosis = diagnose((STEPS, HEALTHY_NORMS))
     assert diagnosis.signs["loss"].verdict == "n/a" and diagnosis.signs["end"].verdict == "n/a"
@@ -278,3 +290,30 @@ def test_callback_never_raises(tmp_path, caplog):
     assert len(failures) == 1 and "monitor exploded" in failures[0].getMessage()
     assert trainer.state.global_step == 5
     assert not any(key.startswith(PREFIX) for entry in trainer.state.log_history for key in entry)
+
+
+def test_a_stock_script_gets_the_live_checks_without_edits(tmp_path):
+    """`tests/scripts/stock_train.py` never imports hf_lrschedule: the flag alone brings the scalars and warnings."""
+    import subprocess
+    import sys
+
+    from conftest import TESTS, subprocess_env
+    from test_reporting import read_events
+
+    out = tmp_path / "out"
+    command = [
+        sys.executable, str(TESTS / "scripts" / "stock_train.py"), "--output_dir", str(out), "--max_steps", "40",
+        "--per_device_train_batch_size", "4", "--learning_rate", "0.003", "--logging_steps", "1",
+        "--disable_tqdm", "true", "--save_strategy", "no", "--lr_scheduler_type", "linear_refined",
+        "--report_to", "tensorboard", "--fault_at_step", "25", "--result_file", str(tmp_path / "result.json"),
+    ]
+    proc = subprocess.run(command, capture_output=True, text=True, env=subprocess_env(), timeout=300, check=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    warnings = [line for line in proc.stderr.splitlines() if line.startswith("hf_lrschedule health: ")]
+    assert len(warnings) == 2, warnings  # once per kind: the loss spike and the norm explosion, both at step 25
+    assert "loss spike at step 25" in warnings[0] and "gradient norm" in warnings[1] and "step 25" in warnings[1]
+    _, scalars, _ = read_events(out)
+    loss_z = scalars["train/" + PREFIX + "loss_z"]
+    assert len(loss_z) == 40 - 10  # a value from the 11th log on: 10 earlier logs to compare with
+    assert loss_z[25 - 11] == max(loss_z) > 10  # step 25
+    assert scalars["train/" + PREFIX + "loss_spikes"][-1] >= 1 and scalars["train/" + PREFIX + "norm_explosions"][-1] == 1

@@ -54,6 +54,11 @@ def test_pilot_then_full_run_uses_the_schedule_file_at_every_step(tmp_path, capf
     assert "[hf-lrschedule] pilot: step 5/10, " in printed and "[hf-lrschedule] pilot: step 10/10, " in printed
     assert "s elapsed, ETA " in printed
     assert "  against linear: " in printed and "mean LR multiplier" in printed and "vs 0.50 for linear" in printed
+    # the summary ends with the pilot's diagnosis; 10 steps are too few to judge the loss, and nothing needs action
+    health = printed[printed.index("health of the pilot's steps"):]
+    assert "loss: n/a (10 logged losses in the pilot's 10 steps (need 20): too short a pilot" in health
+    assert "end: n/a (not judged: the pilot stopped after 10 of 40 steps" in health
+    assert "needs action" not in printed
 
     # the same command again: the pilot is reused; --force redoes it
     created = manifest["created"]
@@ -307,3 +312,55 @@ def test_l1_from_the_kwargs_records_l1_norms_with_sgd(tmp_path):
     norms = json.loads((tmp_path / "pilot" / "grad_norms.json").read_text())
     assert norms["meta"]["optimizer_family"] == "sgd" and len(norms["l1"]) == 10 and None not in norms["l1"]
     assert json.loads(schedule.read_text())["settings"]["norm"] == "l1"
+
+
+# --------------------------------------------------------------------------------------------------------------- #
+# The pilot's health diagnosis (hf_lrschedule.health.diagnose_pilot)
+# --------------------------------------------------------------------------------------------------------------- #
+
+
+def test_an_act_sign_of_the_pilot_shows_before_the_full_run(tmp_path, capfd):
+    from hf_lrschedule.refine import describe_schedule
+
+    pilot_dir = tmp_path / "pilot"
+    # 30 pilot steps of 100; the logits x 300 at update 25: a loss spike and a norm explosion at step 25
+    command = stock_command(tmp_path, "--fault_at_step", "25", steps=100)
+    assert main(["pilot", "--fraction", "0.3", "--out", str(pilot_dir), "--", *command]) == 0
+    printed = capfd.readouterr().out
+    action = printed.index("[hf-lrschedule] the pilot's health needs action before the full run starts")
+    assert action < printed.index("[hf-lrschedule] full phase (refined schedule)")
+    warned = printed[action:printed.index("[hf-lrschedule] full phase")]
+    assert "loss: act (spikes " in warned and "step 25" in warned and "grad_norm: act (explosion " in warned
+    health = printed[printed.index("health of the pilot's steps"):]  # the summary, after the full run, ends with it
+    assert "verdict: act" in health and "Loss spikes at step 25" in health
+    # what the full run's schedule will be, and why: the schedule file it ran with is linear decay, and the diagnosis
+    # says so with the norms' ratio to the band
+    assert describe_schedule(schedule_of(pilot_dir)).startswith("no warmup, linear decay;")
+    assert "Refinement of these norms gives linear decay: the smoothed norms stay within" in health
+    assert "(from the pilot's 30 steps, 30 % of the run;" in health
+    assert json.loads((tmp_path / "result.json").read_text())["lrs"]  # the full run went ahead
+
+
+def test_run_pilot_warns_of_an_act_sign_before_the_full_run(tmp_path, caplog):
+    from test_health import LogitFault
+
+    trainer = tiny_trainer(tmp_path / "run", max_steps=100, per_device_train_batch_size=4, learning_rate=BASE_LR,
+                           logging_steps=1, lr_scheduler_type="linear_refined")
+    LogitFault(trainer, {25: 300.0})
+    with caplog.at_level(logging.INFO, logger="hf_lrschedule"):
+        run_pilot(trainer, fraction=0.3, out=tmp_path / "pilot")
+    (record,) = [r for r in caplog.records if r.getMessage().startswith("pilot health (before the full run)")]
+    assert record.levelno == logging.WARNING
+    assert "loss: act (spikes " in record.getMessage() and "step 25" in record.getMessage()
+
+
+def test_a_failed_diagnosis_is_a_warning_not_a_failed_pilot(tmp_path):
+    from hf_lrschedule.pilot.runner import pilot_health, summary_text
+
+    (tmp_path / "grad_norms.json").write_text("{}")
+    with pytest.warns(RuntimeWarning, match="the pilot's health diagnosis failed .* the pilot and its schedule are "
+                      "unaffected"):
+        assert pilot_health(tmp_path, RefineOptions()) is None
+    result = {"pilot_steps": 10, "num_training_steps": 40, "fraction": 0.25, "pilot_seconds": 1.0,
+              "peak_fraction": 0.0, "schedule": "s.json", "health": None}
+    assert "health" not in summary_text(result)

@@ -270,3 +270,16 @@ def test_atomic_write_leaves_no_partial_file(tmp_path, monkeypatch):
         atomic_write_json(target, {"bad": float("nan")})  # fails while serialising
     assert json.loads(target.read_text()) == {"old": True}
     assert [p.name for p in tmp_path.iterdir()] == ["out.json"]
+
+
+def test_written_files_get_the_mode_open_would_give(tmp_path):
+    import os
+
+    mask = os.umask(0o022)
+    try:
+        written = atomic_write_json(tmp_path / "a.json", {"x": 1})
+        with open(tmp_path / "b.json", "w") as handle:
+            handle.write("{}")
+    finally:
+        os.umask(mask)
+    assert written.stat().st_mode & 0o777 == (tmp_path / "b.json").stat().st_mode & 0o777 == 0o644

@@ -14,6 +14,7 @@ import shutil
 import signal
 import subprocess
 import time
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -21,11 +22,12 @@ from typing import Any
 import numpy as np
 
 from .._version import __version__
-from ..errors import PilotError
+from ..errors import PilotError, RefinementWarning
 from ..formats import atomic_write_json, library_versions, load_schedule, schedule_payload
+from ..health import Diagnosis, brief_report, diagnose_pilot
 from ..options import RefineOptions
 from ..readers import load_grad_norms
-from ..refine import describe_schedule, refinement_details
+from ..refine import Refinement, describe_schedule, refinement_details
 from .options import PilotOptions
 from .protocol import (
     ERROR_FILE,
@@ -81,6 +83,28 @@ def file_sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def pilot_refinement(log, options: RefineOptions) -> Refinement:
+    """The full run's refinement from a pilot's recorder file (`pilot_profile` of its norms)."""
+    total = int(log.meta["num_training_steps"])
+    profile, positions = pilot_profile(log.series(options.norm), log.steps, total)
+    return refinement_details(profile, total, options, positions=positions)
+
+
+def pilot_health(directory: Path, options: RefineOptions) -> Diagnosis | None:
+    """`hf_lrschedule.health.diagnose_pilot` of the pilot in `directory`; None, with a warning, if it fails: the
+    diagnosis informs, it never fails a pilot."""
+    try:
+        log = load_grad_norms(directory / NORMS_FILE)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RefinementWarning)  # refine_pilot has shown them already
+            details = pilot_refinement(log, options)
+        return diagnose_pilot(log, details, options=options)
+    except Exception as error:  # noqa: BLE001 - the schedule is made; the diagnosis is a bonus
+        warnings.warn(f"hf_lrschedule: the pilot's health diagnosis failed ({type(error).__name__}: {error}); the "
+                      "pilot and its schedule are unaffected", RuntimeWarning, stacklevel=2)
+        return None
+
+
 def compute_pilot_schedule(directory: Path, options: RefineOptions | None = None, *, plot: bool = True) -> dict[str, Any]:
     """Refine from the pilot's norms file; write schedule.json (and the PNG) atomically. Returns a summary."""
     norms_path = directory / NORMS_FILE
@@ -94,8 +118,7 @@ def compute_pilot_schedule(directory: Path, options: RefineOptions | None = None
     log = load_grad_norms(norms_path)
     total = int(log.meta["num_training_steps"])
     values = log.series(options.norm)
-    profile, positions = pilot_profile(values, log.steps, total)
-    details = refinement_details(profile, total, options, positions=positions)
+    details = pilot_refinement(log, options)
     atomic_write_json(
         directory / SCHEDULE_FILE,
         schedule_payload(
@@ -173,7 +196,8 @@ def run_pilot_command(
             merged with the command's `lr_scheduler_kwargs` in the pilot phase, a conflict is an error naming both.
 
     Returns:
-        `dict`: the manifest, plus ``directory``, ``schedule``, ``description`` and ``full_seconds`` (if run).
+        `dict`: the manifest, plus ``directory``, ``schedule``, ``description``, ``health`` (the pilot's diagnosis,
+        `hf_lrschedule.health.brief_report` lines; None if it could not be made) and ``full_seconds`` (if run).
     """
     pilot = pilot if pilot is not None else PilotOptions()
     refine = dict(refine or {})
@@ -226,6 +250,10 @@ def run_pilot_command(
 
     result = dict(manifest, directory=str(directory), schedule=str(directory / SCHEDULE_FILE))
     result["description"] = describe_schedule(load_schedule(directory / SCHEDULE_FILE)["multipliers"])
+    diagnosis = pilot_health(directory, RefineOptions(**manifest["refine"]))
+    result["health"] = brief_report(diagnosis) if diagnosis is not None else None
+    if diagnosis is not None and diagnosis.verdict == "act":  # said before the full run, which the user may stop
+        print(act_text(result["health"], full_run=not pilot.pilot_only), flush=True)
     if not pilot.pilot_only:
         result["full_seconds"] = _run_phase(command, Phase("full", directory), "full phase (refined schedule)")
     print(summary_text(result), flush=True)
@@ -252,7 +280,16 @@ def summary_text(result: dict[str, Any]) -> str:
     lines.append(f"  schedule: {result['schedule']}")
     if result.get("plot"):
         lines.append(f"  plot: {result['plot']}")
+    if result.get("health"):
+        lines.append("  health of the pilot's steps (hf_lrschedule.health; the end of the run is judged after it):")
+        lines += [f"    {line}" for line in result["health"]]
     return "\n".join(lines)
+
+
+def act_text(health: Sequence[str], *, full_run: bool) -> str:
+    """What the parent prints when the pilot's diagnosis has an `act` sign (`health`: its `brief_report`)."""
+    when = "before the full run starts (Ctrl-C stops it)" if full_run else "before you run it in full"
+    return "\n".join([f"[hf-lrschedule] the pilot's health needs action {when}:", *(f"  {line}" for line in health)])
 
 
 def _trusted_manifest(path: Path, key: str) -> dict[str, Any] | None:

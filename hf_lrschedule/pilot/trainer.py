@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from ..errors import PilotError, RefinementWarning
+from ..health import brief_report
 from ..integrations.accelerate import end_pilot_process
 from ..integrations.reporting import find_refined_lambda
 from ..integrations.trainer_callback import GradNormRecorderCallback
@@ -29,7 +30,7 @@ from ..options import RefineOptions
 from .options import PilotOptions
 from .phase import Progress, phase_kwargs, plan_pilot, quiet_linear_fallback, request_of
 from .protocol import NORMS_FILE, RUN_DIR, SCHEDULE_FILE, SCHEDULER_FILE, Phase, report_error
-from .runner import NOT_LINEAR_REFINED, refine_pilot
+from .runner import NOT_LINEAR_REFINED, pilot_health, refine_pilot
 
 logger = logging.getLogger("hf_lrschedule")
 
@@ -209,6 +210,10 @@ def run_pilot(
     trainer.args.lr_scheduler_type = SchedulerType(SCHEDULER_NAME)
     trainer.args.lr_scheduler_kwargs = phase_kwargs(Phase("full", directory), user_kwargs)
     logger.info("pilot done: peak at %.1f%% of training; schedule %s", 100 * summary["peak_fraction"], schedule)
+    diagnosis = pilot_health(directory, RefineOptions(**summary["settings"]))
+    if diagnosis is not None:  # an act sign is a warning: the user has not started the full run yet
+        log = logger.warning if diagnosis.verdict == "act" else logger.info
+        log("pilot health (before the full run):\n  %s", "\n  ".join(brief_report(diagnosis)))
     return schedule
 
 

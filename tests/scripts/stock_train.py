@@ -14,6 +14,10 @@ class ScriptArguments:
     resume: str = field(default="")
     lora: bool = field(default=False)
     crash_at_step: int = field(default=0, metadata={"help": "raise at this step (tests of failing runs)"})
+    fault_at_step: int = field(
+        default=0, metadata={"help": "multiply the logits by 300 at this optimizer step: a loss spike and a gradient-norm "
+                             "explosion (tests of the health checks)"}
+    )
 
 
 class CrashAt(TrainerCallback):
@@ -25,6 +29,16 @@ class CrashAt(TrainerCallback):
             raise RuntimeError(f"simulated crash at step {self.step}")
 
 
+def scale_logits_at(model, trainer, step: int, factor: float = 300.0) -> None:
+    """A forward hook on the LM head that multiplies the logits by `factor` while the Trainer takes update `step`."""
+    head = model.get_output_embeddings()
+
+    def hook(module, inputs, output):
+        return output * factor if module.training and trainer.state.global_step + 1 == step else None
+
+    head.register_forward_hook(hook)
+
+
 def main() -> None:
     script_args, training_args = HfArgumentParser((ScriptArguments, TrainingArguments)).parse_args_into_dataclasses()
     model = tiny_llama()
@@ -34,6 +48,8 @@ def main() -> None:
         model = get_peft_model(model, LoraConfig(r=4, target_modules=["q_proj", "v_proj"], lora_dropout=0.0))
     callbacks = [CrashAt(script_args.crash_at_step)] if script_args.crash_at_step else []
     trainer = Trainer(model=model, args=training_args, train_dataset=ByteLMDataset(), callbacks=callbacks)
+    if script_args.fault_at_step:
+        scale_logits_at(model, trainer, script_args.fault_at_step)
     trainer.train(resume_from_checkpoint=script_args.resume or None)
     lrs = {e["step"]: e["learning_rate"] for e in trainer.state.log_history if "learning_rate" in e}
     losses = {e["step"]: e["loss"] for e in trainer.state.log_history if "loss" in e}

@@ -170,11 +170,21 @@ def transfer_learning_rate(
     Args:
         learning_rate (`float`):
             The base LR tuned for `schedule` at `num_training_steps`.
-        schedule, num_training_steps:
-            Schedule A (a name of `SCHEDULE_NAMES` or a schedule file) and its horizon ``T``.
-        to_schedule, to_num_training_steps (*optional*):
-            Schedule B and its horizon ``T'`` (each defaults to A's).
-        warmup_fraction, decay_fraction, decay_type, refine_options:
+        schedule (`str` or `os.PathLike`):
+            Schedule A: a name of `SCHEDULE_NAMES` or a schedule file.
+        num_training_steps (`int`):
+            Schedule A's horizon ``T``.
+        to_schedule (`str` or `os.PathLike`, *optional*):
+            Schedule B (defaults to A).
+        to_num_training_steps (`int`, *optional*):
+            Schedule B's horizon ``T'`` (defaults to ``T``).
+        warmup_fraction (`float`, *optional*, defaults to 0):
+            As in `schedule_multipliers`, for both schedules.
+        decay_fraction (`float`, *optional*, defaults to 0.2):
+            As in `schedule_multipliers`, for both schedules.
+        decay_type (`str`, *optional*, defaults to "cosine"):
+            As in `schedule_multipliers`, for both schedules.
+        refine_options (`RefineOptions`, *optional*):
             As in `schedule_multipliers`, for both schedules.
         grad_norms (*optional*):
             A norm source (file, run directory, `GradNormLog` or values) resampled to each horizon by training

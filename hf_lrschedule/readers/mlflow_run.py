@@ -90,8 +90,8 @@ def load_mlflow_run(run_id: str, *, tracking_uri: str | None = None, source: str
         ``logging_steps``.
 
     Raises:
-        `GradNormSourceError`: mlflow is not installed, no store at a local `tracking_uri`, an unknown run, or a run
-        without a gradient-norm metric.
+        GradNormSourceError: mlflow is not installed, no store at a local `tracking_uri`, an unknown run, or a run
+            without a gradient-norm metric.
     """
     source = source or f"mlflow:{run_id}"
     mlflow = _mlflow(source)

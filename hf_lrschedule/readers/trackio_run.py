@@ -69,8 +69,8 @@ def load_trackio_run(project: str, run: str | None = None) -> GradNormLog:
         set) and ``logging_steps``.
 
     Raises:
-        `GradNormSourceError`: trackio is not installed, no such project or run in the store, or a run without a
-        gradient-norm metric.
+        GradNormSourceError: trackio is not installed, no such project or run in the store, or a run without a
+            gradient-norm metric.
     """
     trackio, storage = _trackio(f"trackio:{project}")
     store = Path(trackio.utils.TRACKIO_DIR)

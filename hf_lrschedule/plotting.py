@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -79,8 +80,8 @@ def schedule_image(multipliers: Sequence[float], *, title: str = "") -> np.ndarr
     axes.set_xlabel("fraction of training")
     axes.set_ylabel("LR multiplier")
     axes.legend(loc="best", fontsize=8)
-    if title:
-        axes.set_title(title, fontsize=9)
+    if title:  # wrapped: the description runs longer than the 6-inch picture is wide
+        axes.set_title(textwrap.fill(title, 80), fontsize=8)
     fig.tight_layout()
     canvas.draw()
     return np.asarray(canvas.buffer_rgba())[..., :3].copy()

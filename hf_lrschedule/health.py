@@ -23,15 +23,14 @@ its worst check; its ``value``, ``threshold`` and ``steps`` are that check's. ``
 was judged against: the crossed one for ``watch`` / ``act``, the ``watch`` threshold for ``ok``. A sign with no data
 (a source without the loss) has the verdict ``"n/a"``.
 
-`HealthMonitor` runs the per-step part (spikes, explosion, non-finite values) incrementally, on a window of recent
-values, for the live `hf_lrschedule.integrations.health.HealthCallback`.
+The text reports are in `hf_lrschedule.health_report`; `hf_lrschedule.health_live.HealthMonitor` runs the per-step
+part (spikes, explosion, non-finite values) incrementally for the live `HealthCallback`.
 """
 
 from __future__ import annotations
 
 import math
 import warnings
-from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -798,36 +797,6 @@ def diagnose_pilot(log, refinement: Refinement, *, options: RefineOptions | None
     return Diagnosis(signs, view, advice, source=f"pilot: {log.describe()}")
 
 
-def brief_report(diagnosis: Diagnosis) -> list[str]:
-    """The diagnosis in a few lines (the pilot's summary): each sign with its worst check, the refinement, the advice.
-
-    Examples:
-        >>> steps = list(range(1, 101))
-        >>> print("\\n".join(brief_report(diagnose((steps, [1.0] * 100)))[:4]))
-        verdict: ok
-        loss: n/a (no training loss in this source)
-        grad_norm: ok (non_finite 0, threshold 1)
-        end: n/a (no loss, learning rate or eval loss in this source)
-    """
-    lines = [f"verdict: {diagnosis.verdict}"]
-    for name, sign in diagnosis.signs.items():
-        words = _sign_words(sign)
-        lines.append(f"{name}: {sign.verdict}" + (f" ({words})" if words else ""))
-    summary = diagnosis.refinement.get("summary", "")
-    if not any(summary in text for text in diagnosis.recommendations):  # else an item of advice says it already
-        lines.append(f"refinement: {summary}")
-    lines += [f"- {text}" for text in diagnosis.recommendations]
-    return lines
-
-
-def _sign_words(sign: Sign) -> str:
-    worst = sign.worst
-    if worst is None:
-        return sign.note
-    text = f"{worst.name} {_number(worst.value)}, threshold {_number(worst.threshold)}"
-    return text + (f", {_steps_words(worst.steps)}" if worst.steps else "")
-
-
 def _float_or_none(value: Any) -> float | None:
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
@@ -836,99 +805,3 @@ def _positive_int(value: Any, allow_zero: bool = False) -> int | None:
     if isinstance(value, bool) or not isinstance(value, int):
         return None
     return value if value > 0 or (allow_zero and value == 0) else None
-
-
-def format_report(diagnosis: Diagnosis) -> str:
-    """The text report of ``hf-lrschedule diagnose``."""
-    lines = []
-    if diagnosis.source:
-        lines.append(f"source: {diagnosis.source}")
-    lines.append(f"verdict: {diagnosis.verdict}")
-    for name, sign in diagnosis.signs.items():
-        words = _sign_words(sign)
-        lines.append(f"{name}: {sign.verdict}" + (f" ({words})" if words else ""))
-        for check in sign.checks:
-            thresholds = "/".join(_number(t) for t in (check.watch, check.act) if t is not None)
-            limits = f"watch below {thresholds}" if check.lower_is_worse else f"watch/act {thresholds}"
-            where = f" at {_steps_words(check.steps)}" if check.steps else ""
-            note = f"; {check.note}" if check.note else ""
-            lines.append(f"  {check.verdict:<5} {check.name} {_number(check.value)} ({limits}){where}{note}")
-    lines.append(f"refinement: {diagnosis.refinement.get('summary', '')}")
-    if diagnosis.recommendations:
-        lines.append("recommendations:")
-        lines += [f"  - {text}" for text in diagnosis.recommendations]
-    return "\n".join(lines)
-
-
-def _number(value: float | None) -> str:
-    if value is None:
-        return "-"
-    if not math.isfinite(value):
-        return str(value)
-    return f"{value:.3g}"
-
-
-# --------------------------------------------------------------------------------------------------------------- #
-# Live: the per-log part, incremental
-# --------------------------------------------------------------------------------------------------------------- #
-
-
-class HealthMonitor:
-    """The per-step checks on a window of recent logged values: O(window) per update, no history kept.
-
-    `update` returns the health scalars of this log (``loss_z``, ``grad_norm_ratio``, counts of events so far) and
-    the kinds of event seen for the first time (``"loss_spike"``, ``"non_finite_norm"``, ``"norm_explosion"``), each
-    at most once per monitor. The thresholds are the `act` ones of `diagnose` (the `watch` ones for non-finite
-    norms), so a live warning means what a `diagnose` `act` means.
-
-    Examples:
-        >>> monitor = HealthMonitor()
-        >>> for step in range(1, 31):
-        ...     _ = monitor.update(step, loss=2.0 + 0.01 * (step % 3), grad_norm=1.0 + 0.01 * (step % 2))
-        >>> monitor.update(31, loss=9.0, grad_norm=1.0)[1]
-        ['loss_spike']
-        >>> monitor.update(32, loss=2.0, grad_norm=float("inf"))[1]
-        ['non_finite_norm']
-    """
-
-    def __init__(self, window: int = LIVE_WINDOW, min_history: int = 10):
-        self.losses: deque[float] = deque(maxlen=window)
-        self.norms: deque[float] = deque(maxlen=window)
-        self.min_history = min_history
-        self.counts = {"loss_spike": 0, "non_finite_norm": 0, "norm_explosion": 0}
-        self.warned: set[str] = set()
-
-    def update(self, step: int, *, loss: float | None = None, grad_norm: float | None = None
-               ) -> tuple[dict[str, float], list[str]]:
-        scalars: dict[str, float] = {}
-        events: list[str] = []
-        if loss is not None:
-            if not math.isfinite(loss):
-                events.append("loss_spike")
-                scalars["loss_z"] = math.inf
-            else:
-                if len(self.losses) >= self.min_history:
-                    history = np.fromiter(self.losses, float)
-                    middle = float(np.median(history))
-                    z = (loss - middle) / _noise(history, floor=1e-3 * max(abs(middle), 1e-12))
-                    scalars["loss_z"] = z
-                    if z >= SPIKE_Z_ACT:
-                        events.append("loss_spike")
-                self.losses.append(loss)
-        if grad_norm is not None:
-            if not math.isfinite(grad_norm):
-                events.append("non_finite_norm")
-            else:
-                if len(self.norms) >= self.min_history:
-                    middle = float(np.median(np.fromiter(self.norms, float)))
-                    ratio = grad_norm / middle if middle > 0 else math.inf
-                    scalars["grad_norm_ratio"] = ratio
-                    if ratio >= EXPLOSION_ACT:
-                        events.append("norm_explosion")
-                self.norms.append(grad_norm)
-        for kind in events:
-            self.counts[kind] += 1
-        scalars.update({f"{kind}s": float(count) for kind, count in self.counts.items()})
-        new = [kind for kind in events if kind not in self.warned]
-        self.warned.update(new)
-        return scalars, new

@@ -7,7 +7,8 @@ import json
 import sys
 from pathlib import Path
 
-from .health import curves_from_log, diagnose_log, format_report
+from .health import curves_from_log, diagnose_log
+from .health_report import format_report
 from .readers import load_grad_norms
 
 

@@ -560,8 +560,9 @@ def main(argv: list[str] | None = None) -> int:
 
 def docs_example() -> int:
     """The docs' example: an LR-spike held-out run, its text report and its picture."""
-    from hf_lrschedule.health import curves_from_log, diagnose_log, format_report
+    from hf_lrschedule.health import curves_from_log, diagnose_log
     from hf_lrschedule.health_plot import plot_health
+    from hf_lrschedule.health_report import format_report
     from hf_lrschedule.readers import load_grad_norms
 
     spec = next(s for s in study_runs() if s.split == "heldout" and s.fault == "lr_spike")

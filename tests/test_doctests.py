@@ -7,7 +7,7 @@ import importlib
 
 import pytest
 
-MODULES = ["hf_lrschedule.options", "hf_lrschedule.refine", "hf_lrschedule.schedules", "hf_lrschedule.config", "hf_lrschedule.health"]
+MODULES = ["hf_lrschedule.options", "hf_lrschedule.refine", "hf_lrschedule.schedules", "hf_lrschedule.config", "hf_lrschedule.health", "hf_lrschedule.health_report", "hf_lrschedule.health_live"]
 
 
 @pytest.mark.parametrize("name", MODULES)

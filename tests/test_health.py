@@ -14,13 +14,13 @@ from hf_lrschedule.cli import main
 from hf_lrschedule.health import (
     EXPLOSION_ACT,
     NONFINITE_RUN_ACT,
-    HealthMonitor,
     diagnose,
     end_sign,
     grad_norm_sign,
     loss_sign,
     refinement_view,
 )
+from hf_lrschedule.health_live import HealthMonitor
 from hf_lrschedule.integrations.health import PREFIX, HealthCallback
 
 STEPS = np.arange(1, 401)

@@ -1,6 +1,6 @@
 """`HealthCallback`: the run's health checked live, at each logging step of a `Trainer`.
 
-It feeds each training log's ``loss`` and ``grad_norm`` to a `hf_lrschedule.health.HealthMonitor` (a window of
+It feeds each training log's ``loss`` and ``grad_norm`` to a `hf_lrschedule.health_live.HealthMonitor` (a window of
 recent values: O(window) per log, nothing per step), warns once per kind of event through the ``hf_lrschedule``
 logger, and adds the health scalars to the log itself as ``hf_lrschedule/health/<name>``.
 
@@ -21,7 +21,8 @@ from typing import Any
 
 from transformers import TrainerCallback
 
-from ..health import EXPLOSION_ACT, LIVE_WINDOW, SPIKE_Z_ACT, HealthMonitor
+from ..health import EXPLOSION_ACT, LIVE_WINDOW, SPIKE_Z_ACT
+from ..health_live import HealthMonitor
 
 logger = logging.getLogger("hf_lrschedule")
 

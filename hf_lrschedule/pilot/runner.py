@@ -24,7 +24,8 @@ import numpy as np
 from .._version import __version__
 from ..errors import PilotError, RefinementWarning
 from ..formats import atomic_write_json, library_versions, load_schedule, schedule_payload
-from ..health import Diagnosis, brief_report, diagnose_pilot
+from ..health import Diagnosis, diagnose_pilot
+from ..health_report import brief_report
 from ..options import RefineOptions
 from ..readers import load_grad_norms
 from ..refine import Refinement, describe_schedule, refinement_details
@@ -197,7 +198,7 @@ def run_pilot_command(
 
     Returns:
         `dict`: the manifest, plus ``directory``, ``schedule``, ``description``, ``health`` (the pilot's diagnosis,
-        `hf_lrschedule.health.brief_report` lines; None if it could not be made) and ``full_seconds`` (if run).
+        `hf_lrschedule.health_report.brief_report` lines; None if it could not be made) and ``full_seconds`` (if run).
     """
     pilot = pilot if pilot is not None else PilotOptions()
     refine = dict(refine or {})

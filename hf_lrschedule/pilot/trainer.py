@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from ..errors import PilotError, RefinementWarning
-from ..health import brief_report
+from ..health_report import brief_report
 from ..integrations.accelerate import end_pilot_process
 from ..integrations.reporting import find_refined_lambda
 from ..integrations.trainer_callback import GradNormRecorderCallback

@@ -4,8 +4,8 @@ The start-up hook calls `patch_trainer` when `transformers.trainer` loads; it wr
 
 * a run whose ``lr_scheduler_type`` is ``linear_refined`` gets its companion callbacks (`attach_companions`): the
   gradient-norm recorder (``<output_dir>/grad_norms.json``, what the next run refines from), the schedule's summary
-  and picture in every reporting integration of the run, and the live health checks. ``HF_LRSCHEDULE_CALLBACKS=0``
-  switches them off. They never stop a run: a failure to attach them is one logged warning;
+  and picture in every reporting integration of the run, and the live health checks (`HealthCallback`).
+  ``HF_LRSCHEDULE_CALLBACKS=0`` switches them off. They never stop a run: a failure to attach them is one logged warning;
 * under ``hf-lrschedule pilot``, each Trainer gets its phase (`hf_lrschedule.pilot.trainer.PhaseHooks`); there a
   failure is an error, so that a pilot can never train on the wrong schedule.
 """
@@ -40,15 +40,11 @@ def attach_companions(trainer) -> None:
     if not companions_enabled() or not uses_linear_refined(trainer.args):
         return
     try:
+        from .health import HealthCallback
         from .trainer_callback import GradNormRecorderCallback
 
         GradNormRecorderCallback(automatic=True).attach(trainer)  # also adds the ScheduleReportCallback
-        try:
-            from .health import HealthCallback
-        except ImportError:
-            HealthCallback = None
-        if HealthCallback is not None:
-            HealthCallback().attach(trainer)
+        HealthCallback().attach(trainer)
     except Exception as error:  # noqa: BLE001 - the user's run goes on without them
         logger.warning(
             "hf_lrschedule: could not add its callbacks to this Trainer (%s: %s); training is unaffected. Set %s=0 "

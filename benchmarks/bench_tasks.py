@@ -237,22 +237,34 @@ class LoopProblem:
     clip: float | None = None
     record_l1: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
+    #: AdamW's decoupled weight decay (Adam family only), applied as the HF Trainer applies it: to matrices, not to
+    #: biases or norm weights.
+    weight_decay: float = 0.0
+
+
+def _param_groups(params, weight_decay: float):
+    """The HF Trainer's grouping: decay on matrices (ndim >= 2), none on biases and norm weights."""
+    if weight_decay == 0.0:
+        return params
+    return [
+        {"params": [p for p in params if p.ndim >= 2], "weight_decay": weight_decay},
+        {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0},
+    ]
 
 
 def _make_optimizer(problem: LoopProblem, params, lr: float, schedule_free: bool, warmup: int):
     import torch
 
+    groups = _param_groups(params, problem.weight_decay)
     if schedule_free:
         import schedulefree
 
         if problem.family == "adam":
-            return schedulefree.AdamWScheduleFree(
-                params, lr=lr, betas=(0.9, 0.999), weight_decay=0.0, warmup_steps=warmup
-            )
+            return schedulefree.AdamWScheduleFree(groups, lr=lr, betas=(0.9, 0.999), weight_decay=0.0, warmup_steps=warmup)
         # SGD family: schedule-free needs its interpolation momentum (0.9, the package default) even for plain SGD.
         return schedulefree.SGDScheduleFree(params, lr=lr, momentum=0.9, weight_decay=0.0, warmup_steps=warmup)
     if problem.family == "adam":
-        return torch.optim.AdamW(params, lr=lr, betas=(0.9, 0.999), weight_decay=0.0)
+        return torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.999), weight_decay=0.0)
     if problem.family == "sgdm":
         return torch.optim.SGD(params, lr=lr, momentum=0.9)
     return torch.optim.SGD(params, lr=lr)
@@ -400,7 +412,10 @@ def llama_problem(cfg: dict[str, Any], data: dict[str, np.ndarray]) -> LoopProbl
             total += float(model(input_ids=chunk, labels=chunk).loss) * len(chunk)
         return total / len(eval_x)
 
-    return LoopProblem(make_model, loss_on_batch, evaluate, family="adam", clip=1.0, record_l1=True)
+    return LoopProblem(
+        make_model, loss_on_batch, evaluate, family="adam", clip=1.0, record_l1=True,
+        weight_decay=float(cfg.get("weight_decay", 0.0)),
+    )
 
 
 # --------------------------------------------------------------------------------------------------------------- #

@@ -24,13 +24,18 @@ SCHEDULES = [
     "linear_refined_pilot_0.1",
     "linear_refined_pilot_0.2",
 ]
-DEV = ["shakespeare_llama", "smollm2_lora", "fashion_mnist_sgdm", "fashion_mnist_adam", "logreg_sgd", "logreg_plain"]
-HELDOUT = ["logreg_credit", "logreg_wa_churn", "logreg_hpc", "logreg_weekly", "fashion_mnist_cnn", "kjv_llama"]
+DEV = ["shakespeare_llama", "smollm2_lora", "fashion_mnist_sgdm", "fashion_mnist_adam", "logreg_sgd", "logreg_plain",
+       "shakespeare_llama_long"]
+HELDOUT = ["logreg_credit", "logreg_wa_churn", "logreg_hpc", "logreg_weekly", "fashion_mnist_cnn", "kjv_llama",
+           "kjv_llama_long"]
+#: The long-run tasks train with AdamW weight decay 0.1; every other task without.
+WEIGHT_DECAY = {"shakespeare_llama_long": 0.1, "kjv_llama_long": 0.1}
 TASKS = DEV + HELDOUT
 BASELINES = {"linear", "cosine", "warmup_stable_decay", "schedule_free"}
 BUDGET_SCHEDULES = ["linear", "linear_habit", "cosine", "warmup_stable_decay", "schedule_free", "linear_refined"]
 FAMILY = {"shakespeare_llama": "llm", "smollm2_lora": "llm", "kjv_llama": "llm", "fashion_mnist_sgdm": "network",
-          "fashion_mnist_adam": "network", "fashion_mnist_cnn": "network"}
+          "fashion_mnist_adam": "network", "fashion_mnist_cnn": "network", "shakespeare_llama_long": "llm",
+          "kjv_llama_long": "llm"}
 
 
 @pytest.fixture(scope="module")
@@ -136,7 +141,7 @@ def check_budget(out: Path, results: dict, details: dict) -> dict:
         info = details["tasks"][task]
         assert entry["split"] == ("heldout" if task in HELDOUT else "dev")
         assert entry["family"] == FAMILY.get(task, "convex") and entry["steps"] == info["config"]["steps"]
-        assert entry["weight_decay"] == 0.0  # every task's optimizer runs without weight decay
+        assert entry["weight_decay"] == WEIGHT_DECAY.get(task, 0.0)
         # every schedule of the task (linear_habit and linear_refined everywhere), in the contract's order
         ran = [s for s in BUDGET_SCHEDULES if s in ("linear_habit", "linear_refined") or s in results[task]]
         assert list(entry["curves"]) == ran, task
@@ -158,7 +163,7 @@ def check_budget(out: Path, results: dict, details: dict) -> dict:
         assert entry["noise"] == pytest.approx(max(stds), rel=1e-5, abs=1e-9), task
         assert (out / f"budget_{task}.png").stat().st_size > 0
     targets = details["targets"]["budget"]
-    assert targets["tasks"] == ["fashion_mnist_cnn", "kjv_llama"]
+    assert targets["tasks"] == ["fashion_mnist_cnn", "kjv_llama", "kjv_llama_long"]
     for name in ("beats_habit", "quarter_of_linear"):
         assert targets[name]["status"] in ("met", "missed") and set(targets[name]["per_task"]) == set(targets["tasks"])
     report = (out / "budget.md").read_text()
@@ -167,3 +172,26 @@ def check_budget(out: Path, results: dict, details: dict) -> dict:
     for task in TASKS:
         assert f"| {task} | {FAMILY.get(task, 'convex')} | linear_refined |" in report
     return budget
+
+
+def test_weight_decay_is_grouped_as_the_trainer_groups_it():
+    """A task's weight decay reaches AdamW (and schedule-free's AdamW) on matrices only, as the HF Trainer applies
+    it; a task without weight decay trains every parameter undecayed."""
+    import torch
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import bench_tasks
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    model = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.LayerNorm(3))
+    params = list(model.parameters())
+    for schedule_free in (False, True):
+        problem = bench_tasks.LoopProblem(model, None, None, family="adam", weight_decay=0.1)
+        optimizer = bench_tasks._make_optimizer(problem, params, 1e-3, schedule_free, warmup=0)
+        decay = {id(p): group["weight_decay"] for group in optimizer.param_groups for p in group["params"]}
+        assert decay == {id(model[0].weight): 0.1, id(model[0].bias): 0.0, id(model[1].weight): 0.0,
+                         id(model[1].bias): 0.0}
+    plain = bench_tasks._make_optimizer(bench_tasks.LoopProblem(model, None, None, family="adam"), params, 1e-3,
+                                        False, warmup=0)
+    assert [group["weight_decay"] for group in plain.param_groups] == [0.0]

@@ -212,3 +212,44 @@ def test_budget_variants():
         "linear", "cosine", "linear_refined", "linear_refined_pilot_0.1",
         LINEAR_HABIT, "linear_refined_habit_pilot_0.1",
     ]
+
+
+def test_merge_budget_joins_invocations_and_judges_the_targets_again(tmp_path):
+    """`merge_budget.py` writes one view from two invocations' folders: every task, the later folder winning a task
+    both ran, the targets judged over the merged held-out tasks; a quick run does not merge with a full one."""
+    import json
+
+    import merge_budget
+
+    pilot = habit_pilot_variant()
+    winning = {"linear": [2.0, 1.9, 1.8, 2.2], LINEAR_HABIT: [2.2, 2.1], pilot: [1.82, 1.84, 1.9]}
+    losing = {"linear": [2.0, 1.9, 1.8, 2.2], LINEAR_HABIT: [1.8, 1.8], pilot: [2.5, 2.6, 2.7]}
+    stds = {"linear": 0.02, LINEAR_HABIT: 0.01, pilot: 0.03}
+    first, second, out = tmp_path / "a", tmp_path / "b", tmp_path / "out"
+    runs = {
+        first: {"dev_task": summary_entry("dev", "llm", winning, stds),
+                "heldout_task": summary_entry("heldout", "llm", losing, stds)},
+        second: {"heldout_task": summary_entry("heldout", "llm", winning, stds),
+                 "other_task": summary_entry("heldout", "network", losing, stds)},
+    }
+    for folder, summary in runs.items():
+        folder.mkdir()
+        (folder / "budget.json").write_text(json.dumps(budget_view(summary)))
+        (folder / "benchmark_details.json").write_text(json.dumps({"command": f"run {folder.name}", "quick": False}))
+    assert merge_budget.main([str(out), str(first), str(second)]) == 0
+    merged = json.loads((out / "budget.json").read_text())
+    assert list(merged) == ["dev_task", "heldout_task", "other_task"]
+    assert merged["heldout_task"] == json.loads(json.dumps(budget_view(runs[second])["heldout_task"]))
+    report = (out / "budget.md").read_text()
+    assert "run a" in report and "run b" in report
+    # one of the two held-out tasks beats the habit (the later folder's), the other does not: half, so met
+    assert "heldout_task, other_task" in report
+    targets = budget_targets(merged)
+    assert targets["beats_habit"]["status"] == "met"
+    assert [t["met"] for t in targets["beats_habit"]["per_task"].values()] == [True, False]
+
+    (second / "benchmark_details.json").write_text(json.dumps({"command": "quick", "quick": True}))
+    with pytest.raises(SystemExit, match="quick"):
+        merge_budget.main([str(out), str(first), str(second)])
+    with pytest.raises(SystemExit, match="does not exist"):
+        merge_budget.main([str(out), str(tmp_path / "missing")])

@@ -123,6 +123,7 @@ def test_quick_benchmark_contract_report_and_resume(tmp_path, data_available):
         assert details["tasks"][task]["pilot_prefix_check"]["max_rel_diff"] < 1e-3
 
     budget = check_budget(out, results, details)
+    check_method_study(out, tmp_path / "method")
 
     # resume: a second run finds every cell cached, reruns nothing and writes the same results
     proc, second = run_quick(out)
@@ -130,6 +131,24 @@ def test_quick_benchmark_contract_report_and_resume(tmp_path, data_available):
     assert json.loads((out / "benchmark.json").read_text()) == results
     assert json.loads((out / "budget.json").read_text()) == budget
     assert second < first
+
+
+def check_method_study(bench_out: Path, out: Path) -> None:
+    """The method study end to end on the quick cells of the long-run tasks: every candidate per task, a verdict."""
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "method_study.py"), "--quick", "--bench-out", str(bench_out),
+         "--out", str(out)], capture_output=True, text=True, timeout=600, check=False,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    record = json.loads((out / "method_study.json").read_text())
+    assert list(record["tasks"]) == ["shakespeare_llama_long", "kjv_llama_long"]
+    names = ["linear", "default", "band_off", "noise_band", "decay_only", "re_refined"]
+    for task, entry in record["tasks"].items():
+        assert list(entry["verdicts"]) == names and entry["split"] == ("dev" if task in DEV else "heldout")
+        # the default row is the benchmark's own flag-flip cells, the linear row linear's tuned cells
+        assert entry["verdicts"]["linear"]["verdict"] == "inside the noise"
+    assert record["decision"] in (None, *names[2:])
+    assert "## Decision (dev tasks only)" in (out / "method_study.md").read_text()
 
 
 def check_budget(out: Path, results: dict, details: dict) -> dict:

@@ -45,6 +45,8 @@ from scipy.ndimage import median_filter
 from hf_lrschedule.formats import atomic_write_text
 from hf_lrschedule.refine import filter_width
 
+#: Training fractions where the study reports band_off's multiplier (linear decay: 1 - fraction).
+SHAPE_AT = (0.05, 0.25, 0.5, 0.75, 0.9, 0.95)
 CANDIDATES = ("band_off", "noise_band", "decay_only", "re_refined")
 DEFAULT_TASKS = ("shakespeare_llama_long", "kjv_llama_long")
 
@@ -56,6 +58,11 @@ def noise_tolerance(norms: np.ndarray, num_training_steps: int, smoothing: float
     residual = logs - median_filter(logs, size=width, mode="nearest")
     spread = 1.4826 * float(np.median(np.abs(residual - np.median(residual))))
     return float(math.exp(3.0 * spread / math.sqrt(width)))
+
+
+def norm_profile(norms: np.ndarray, parts: int = 10) -> list[float]:
+    """The median norm of each tenth of the run: does it rise late?"""
+    return [float(np.median(chunk)) for chunk in np.array_split(np.asarray(norms, dtype=float), parts)]
 
 
 def hold_peak(table: np.ndarray) -> np.ndarray:
@@ -83,7 +90,7 @@ class Study:
         lr, warmup = r.best_lr[(problem, "linear")], r.linear_warmup(problem)
         smoothing = r.defaults["smoothing"]
         rows: dict[str, list[float | None]] = {name: [] for name in ("linear", "default", *CANDIDATES)}
-        tolerances = []
+        tolerances, profiles, shapes = [], [], []
         for seed in r.cfg["seeds"]:
             linear = r.cell(problem, "linear", lr, seed, warmup, count=False)
             rows["linear"].append(linear.get("eval_loss"))
@@ -92,6 +99,8 @@ class Study:
             norms = np.asarray(linear["grad_norms_l2"], dtype=float)
             band_off = refine(norms, r.T, {"norm": "l2", "guard": "floor", "max_norm_ratio": 2.0, "tolerance": 1.0,
                                            "name": "band_off"}).multipliers
+            profiles.append(norm_profile(norms))
+            shapes.append(band_off[[round(f * r.T) for f in SHAPE_AT]])
             tolerance = noise_tolerance(norms, r.T, smoothing)
             tolerances.append(tolerance)
             noise_band = refine(norms, r.T, {"norm": "l2", "guard": "floor", "max_norm_ratio": 2.0,
@@ -108,7 +117,12 @@ class Study:
                             "name": "re_refined"}).multipliers
             rows["re_refined"].append(self.run_table(problem, "re_refined", again, lr, seed, warmup,
                                                      {**source, "from": "band_off"}).get("eval_loss"))
-        return {"lr": lr, "warmup": warmup, "noise_band_tolerance": tolerances, "seeds": rows}
+        return {
+            "lr": lr, "warmup": warmup, "noise_band_tolerance": tolerances, "seeds": rows,
+            # seeds' mean: the tuned linear run's median norm per tenth of training, and band_off's multipliers
+            "norm_profile": np.mean(profiles, axis=0).tolist(),
+            "band_off_shape": dict(zip([f"{f:g}" for f in SHAPE_AT], np.mean(shapes, axis=0).tolist())),
+        }
 
 
 def judge(losses: dict[str, list[float | None]]) -> dict[str, Any]:
@@ -161,6 +175,14 @@ def markdown(record: dict[str, Any]) -> str:
             delta = "" if name == "linear" else f"{row['delta_pct']:+.2f} %"
             lines.append(f"| {task} | {entry['split']} | {name} | {row['mean']:.4f} | {delta} | {row['noise']:.4f} | "
                          f"{'' if name == 'linear' else row['verdict']} |")
+    lines += ["", "## Norm profiles and what band_off makes of them", "",
+              ("The tuned linear run's median l2 gradient norm per tenth of training (mean over seeds), and band_off's "
+              "multipliers at some training fractions (linear decay: 1 - fraction)."), ""]
+    for task, entry in record["tasks"].items():
+        profile = ", ".join(f"{v:.3g}" for v in entry["norm_profile"])
+        shape = ", ".join(f"{k}: {v:.3f}" for k, v in entry["band_off_shape"].items())
+        lines += [(f"- {task}: norms {profile}; band_off {shape}; the noise band's tolerance "
+                  f"{np.mean(entry['noise_band_tolerance']):.3f}")]
     chosen = record["decision"]
     lines += ["", "## Decision (dev tasks only)", ""]
     if chosen is None:

@@ -46,3 +46,10 @@ def test_decide_needs_no_dev_loss_and_one_gain():
     assert decide({"t1": {**rest, "band_off": better, "decay_only": better},
                    "t2": {**rest, "band_off": worse, "decay_only": level}}) == "decay_only"
     assert decide({"t1": {**rest, "band_off": level, "decay_only": level}}) is None
+
+
+def test_norm_profile_is_the_median_per_tenth():
+    from method_study import norm_profile
+
+    norms = np.concatenate([np.full(10, k + 1.0) for k in range(10)])
+    assert norm_profile(norms) == [float(k + 1) for k in range(10)]

@@ -215,11 +215,12 @@ def main(argv: list[str] | None = None) -> int:
         runner.progress = Progress({name: runner.planned_cells()}, {name: runner.estimate_s()})
         runner.run()  # loads the benchmark's cells (runs what is missing)
         study = Study(runner)
-        problems = {p: study.problem_results(p) for p in runner.cfg["problems"]}
-        if len(problems) > 1:
-            raise SystemExit(f"{name}: the study takes single-data-set tasks")
-        (result,) = problems.values()
-        record["tasks"][name] = {"split": TASKS[name].split, **result, "verdicts": judge(result["seeds"])}
+        problems = runner.cfg["problems"]
+        for problem in problems:  # each data set of a multi-data-set task is judged on its own
+            runner.current_problem = problem
+            result = study.problem_results(problem)
+            key = name if len(problems) == 1 else f"{name}/{problem}"
+            record["tasks"][key] = {"split": TASKS[name].split, **result, "verdicts": judge(result["seeds"])}
     dev = {t: e["verdicts"] for t, e in record["tasks"].items() if e["split"] == "dev"}
     record["decision"] = decide(dev)
     record["wall_s"] = time.perf_counter() - start

@@ -154,7 +154,7 @@ def check_method_study(bench_out: Path, out: Path) -> None:
 def check_budget(out: Path, results: dict, details: dict) -> dict:
     """budget.json's contract, its values against the configurations in the details, budget.md and the PNGs."""
     budget = json.loads((out / "budget.json").read_text())
-    assert list(budget) == TASKS
+    assert sorted(budget) == sorted(TASKS) and list(budget) == list(results)  # the benchmark's order
     for task, entry in budget.items():
         assert list(entry)[:7] == ["split", "family", "steps", "weight_decay", "noise", "budgets", "curves"], task
         info = details["tasks"][task]

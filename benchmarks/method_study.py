@@ -194,9 +194,15 @@ def markdown(record: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def cells_folder(folders: list[Path], task: str) -> Path:
+    """The first benchmark output folder with cells of `task` (the study runs missing cells into the first)."""
+    return next((f for f in folders if any((f / "cells").glob(f"{task}-*"))), folders[0])
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--bench-out", type=Path, required=True, help="a benchmark invocation's --out (its cells)")
+    parser.add_argument("--bench-out", type=Path, nargs="+", required=True,
+                        help="benchmark invocations' --out folders (their cells); a task's cells are looked up in order")
     parser.add_argument("--tasks", nargs="+", default=list(DEFAULT_TASKS))
     parser.add_argument("--quick", action="store_true", help="the tasks' quick sizes (a smoke test)")
     parser.add_argument("--out", type=Path, default=HERE.parent / "results")
@@ -211,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
     for name in args.tasks:
         if name not in TASKS:
             parser.error(f"unknown task {name!r}; choose from {', '.join(TASKS)}")
-        runner = TaskRunner(TASKS[name], args.quick, args.bench_out, defaults)
+        runner = TaskRunner(TASKS[name], args.quick, cells_folder(args.bench_out, name), defaults)
         runner.progress = Progress({name: runner.planned_cells()}, {name: runner.estimate_s()})
         runner.run()  # loads the benchmark's cells (runs what is missing)
         study = Study(runner)

@@ -186,7 +186,7 @@ def select_tasks(tokens: Iterable[str]) -> list[str]:
 
 
 # --------------------------------------------------------------------------------------------------------------- #
-# The tasks (offline, real data). Full sizes: about 3 hours on 2 CPU cores, 1 torch thread.
+# The tasks (offline, real data). Full sizes: about 4 hours on 2 CPU cores, 1 torch thread (the two long runs about 1 hour of it).
 # --------------------------------------------------------------------------------------------------------------- #
 
 

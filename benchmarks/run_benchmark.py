@@ -1,7 +1,7 @@
 """Benchmark of learning-rate schedules on real tasks: cosine, linear, WSD, schedule-free and refinement.
 
-    python benchmarks/run_benchmark.py                 # the full benchmark, 12 tasks, about 3 hours on a 2-core CPU
-    python benchmarks/run_benchmark.py --quick         # tiny sizes, 1 LR, 2 seeds: under 2 minutes
+    python benchmarks/run_benchmark.py                 # the full benchmark, 14 tasks, about 4 hours on a 2-core CPU
+    python benchmarks/run_benchmark.py --quick         # tiny sizes, 1 LR, 2 seeds: under a minute
     python benchmarks/run_benchmark.py --tasks heldout --out results/
 
 Tasks are dev (defaults and options are chosen there) or held-out (reported only): results/protocol.json.

@@ -26,6 +26,8 @@ Noise: the larger seeds' standard deviation of linear and the candidate. Writes 
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
 import math
 import sys
 import time
@@ -78,8 +80,10 @@ class Study:
 
     def run_table(self, problem: str, name: str, table: np.ndarray, lr: float, seed: int, warmup: float, extra_meta):
         r = self.runner
-        meta = {"variant": f"_method_{name}", "lr": lr, "seed": seed, "warmup": warmup, **extra_meta}
-        spec = {"kind": "table", "table": [float(v) for v in table]}
+        spec = {"kind": "table", "table": [float(f"{v:.7g}") for v in table]}
+        # the table's hash in the cache key: a change in the refinement code reruns the cell
+        digest = hashlib.sha256(json.dumps(spec["table"]).encode()).hexdigest()[:12]
+        meta = {"variant": f"_method_{name}", "lr": lr, "seed": seed, "warmup": warmup, "table": digest, **extra_meta}
         return r.auxiliary_cell(
             r.cell_path(problem, f"_method_{name}", lr, seed, warmup), meta, f"method {name} lr={lr:g} seed={seed}",
             lambda: r.execute(problem, spec, lr, seed, {"refined_warmup_steps": r.warmup_steps(warmup)}),

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import math
 
-from .health import Diagnosis, Sign, _steps_words
+from .health import Diagnosis, Sign
+from .health_advice import _steps_words
 
 __all__ = ["brief_report", "format_report"]
 

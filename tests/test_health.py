@@ -18,8 +18,8 @@ from hf_lrschedule.health import (
     end_sign,
     grad_norm_sign,
     loss_sign,
-    refinement_view,
 )
+from hf_lrschedule.health_advice import refinement_view
 from hf_lrschedule.health_live import HealthMonitor
 from hf_lrschedule.integrations.health import PREFIX, HealthCallback
 

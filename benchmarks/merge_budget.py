@@ -40,8 +40,9 @@ def read_run(folder: Path) -> tuple[dict[str, Any], str, bool]:
     )
 
 
-def merge(folders: list[Path]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(merged view, the details `budget_markdown` reads)."""
+def merge(folders: list[Path], merged_by: str = "") -> tuple[dict[str, Any], dict[str, Any]]:
+    """(merged view, the details `budget_markdown` reads); `merged_by` is this script's command line, for the
+    report."""
     view: dict[str, Any] = {}
     commands, modes = [], set()
     for folder in folders:
@@ -51,6 +52,8 @@ def merge(folders: list[Path]) -> tuple[dict[str, Any], dict[str, Any]]:
         modes.add(quick)
     if len(modes) > 1:
         raise SystemExit("cannot merge a --quick run with a full run: their numbers mean different things")
+    if merged_by:
+        commands.append(f"merged by {merged_by}")
     details = {"command": "`; `".join(commands), "quick": modes.pop(), "targets": {"budget": budget_targets(view)}}
     return view, details
 
@@ -60,7 +63,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("out", type=Path, help="where budget.json, budget.md and the PNGs go")
     parser.add_argument("folders", type=Path, nargs="+", help="benchmark output folders (--out of each invocation)")
     args = parser.parse_args(argv)
-    view, details = merge(args.folders)
+    command = " ".join(["python benchmarks/merge_budget.py", *(sys.argv[1:] if argv is None else argv)])
+    view, details = merge(args.folders, command)
     args.out.mkdir(parents=True, exist_ok=True)
     for folder in args.folders:
         for task in view:

@@ -8,8 +8,8 @@ Tasks are dev (defaults and options are chosen there) or held-out (reported only
 Baselines (linear, cosine, WSD, schedule-free) get their warmup tuned jointly with the peak LR (warmup fractions
 {0, 2, 5, 10, 20} %; {0, 5, 10, 20} % on the long-run tasks) on the task's tuning seeds, as users tune them; an LR
 grid grows (up to twice per side) while a schedule's best LR sits at its edge, and an edge that remains is flagged.
-On the LoRA task every schedule uses the LR that is best for `linear`, to save time. The same seed gives the same initial weights and data order for every
-schedule; the remaining seeds run at the tuned setting only.
+On the LoRA task every schedule uses the LR that is best for `linear`, to save time. The same seed gives the same
+initial weights and data order for every schedule; the remaining seeds run at the tuned setting only.
 
 Refined schedules (library defaults unless noted; no extra warmup: the table starts training):
   linear_refined              from the per-step gradient norms of the complete tuned `linear` run (linear's best
